@@ -1,0 +1,54 @@
+"""A Hugging Face causal LM as a policy: batched greedy generation over the chat template.
+
+Used for both students: the LD student answers selection prompts, the KD student action prompts.
+Prompts are built by the same functions that built its training data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from generation.policies.base import ActionRequest, PolicyReply, SelectionRequest
+from generation.prompts import kd, ld
+
+
+class HFStudentPolicy:
+    def __init__(self, checkpoint: str | Path, kind: str, max_new_tokens: int = 48, batch_size: int = 64,
+                 device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.kind = kind  # "select" (LD student) or "action" (KD student)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+        self.model = AutoModelForCausalLM.from_pretrained(str(checkpoint)).to(self.device).eval()
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.generated_tokens = 0
+
+    def _generate(self, prompts: list[str]) -> list[str]:
+        import torch
+
+        tok = self.tokenizer
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                         add_generation_prompt=True) for p in prompts]
+        out: list[str] = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, padding_side="left",
+                      add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            self.generated_tokens += int((new != tok.pad_token_id).sum())
+            out += tok.batch_decode(new, skip_special_tokens=True)
+        return out
+
+    def select(self, requests: list[SelectionRequest]) -> list[PolicyReply]:
+        prompts = [ld.student_selection_prompt(r.instruction, r.state_text, r.stage, r.stage_input,
+                                               r.candidates) for r in requests]
+        return [PolicyReply(t) for t in self._generate(prompts)]
+
+    def act(self, requests: list[ActionRequest]) -> list[PolicyReply]:
+        return [PolicyReply(t) for t in self._generate([kd.student_action_prompt(r.instruction, r.state_text)
+                                                        for r in requests])]

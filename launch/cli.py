@@ -1,0 +1,95 @@
+"""`logic-distill`: the front door.
+
+    logic-distill run configs/quickstart.yaml                 # whole pipeline, offline on CPU
+    logic-distill run configs/quickstart.yaml eval.episodes=50 training.num_processes=1
+    logic-distill generate configs/quickstart.yaml --run-dir runs/exp1
+    logic-distill train --run-dir runs/exp1 --method ld kd
+    logic-distill evaluate --run-dir runs/exp1 eval.episodes=400
+
+Arguments after the config file are `a.b=c` overrides. `train` and `evaluate` read the resolved
+config saved in `--run-dir` (overrides still apply on top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from configs.loader import RESOLVED_NAME, ConfigError, load_config, save_resolved
+
+
+def _offline_defaults() -> None:
+    # No hub traffic unless asked for: a hub name costs ~25 s of retries on a closed network.
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(key, "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logic-distill", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "the whole pipeline"), ("generate", "function base + teacher demonstrations"),
+                       ("train", "fine-tune the students"), ("evaluate", "held-out evaluation and results")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("args", nargs="*", metavar="[CONFIG] KEY=VALUE", help="a YAML config, then overrides")
+        p.add_argument("--run-dir", type=Path, default=None, help="run directory (default: a new one)")
+        if name == "train":
+            p.add_argument("--method", nargs="+", choices=["ld", "kd"], default=["ld", "kd"])
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    from configs.schema import RunConfig
+
+    path, overrides = _split_args(args.args)
+    if path is None and args.run_dir is not None and (args.run_dir / RESOLVED_NAME).exists():
+        path = args.run_dir / RESOLVED_NAME
+    if path is None and args.command in ("train", "evaluate"):
+        raise ConfigError(f"{args.command} needs --run-dir of a run made by `generate` (or a config file)")
+    return load_config(path, overrides, RunConfig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline_defaults()
+    args = _parser().parse_args(argv)
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"logic-distill: error: {exc}", file=sys.stderr)
+        return 2
+    from launch import pipeline
+
+    run_dir = args.run_dir or pipeline.new_run_dir(cfg)
+    if args.command == "run":
+        pipeline.run_all(cfg, run_dir)
+        return 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run_dir)
+    print(f"run directory: {run_dir}")
+    tracker = pipeline.Tracker(run_dir, cfg.wandb, args.command, config=cfg.model_dump(mode="json"))
+    try:
+        if args.command == "generate":
+            pipeline.generate(cfg, run_dir, tracker)
+        elif args.command == "train":
+            pipeline.train_students(cfg, run_dir, args.method)
+        else:
+            results = pipeline.evaluate(cfg, run_dir, tracker)
+            from launch.report import markdown_table
+
+            print(markdown_table(results))
+    finally:
+        tracker.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

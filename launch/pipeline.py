@@ -1,0 +1,207 @@
+"""The Logic Distillation pipeline as stages: function base -> demonstrations -> students -> evaluation.
+
+Each stage reads and writes only files under the run directory, so `generate`, `train` and
+`evaluate` can run separately (even on other machines) and a rerun skips what is already there.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from configs.loader import save_resolved
+from configs.schema import RunConfig
+from generation.envs.registry import make_env
+from generation.tracking import Tracker
+
+console = Console()
+METHOD_DATA = {"ld": "ld", "kd": "kd"}  # student -> shard prefix
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(cfg.run.output_dir) / f"{cfg.run.name}-{stamp}"
+
+
+def sample_states(env, seeds: list[int], steps: int = 3) -> list[dict]:
+    """Varied states to validate functions on: each seed's start and a few random moves later."""
+    states = []
+    for seed in seeds:
+        env.reset(seed, env.sample_instruction(seed))
+        states.append(env.state())
+        rng = random.Random(seed)
+        for _ in range(steps):
+            if env.step(env.random_legal_decision(rng)).done:
+                break
+        if not env.episode_metrics()["done"]:
+            states.append(env.state())
+    return states
+
+
+def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> Path:
+    """Ask the teacher for the function base; keep what passes sandbox validation."""
+    from generation.functions.function_base import build_function_base
+    from generation.prompts.ld import function_base_messages
+    from generation.records import FunctionRecord
+    from generation.shards import write_shard
+    from generation.teachers.base import TeacherRequest
+    from generation.workers import build_teacher_policy
+
+    path = run_dir / "function_base.json"
+    if path.exists():
+        return path
+    env = make_env(cfg.task)
+    policy = build_teacher_policy(cfg, tag="base")
+    request = TeacherRequest(messages=function_base_messages(env.name, env.rules_text(), env.stages),
+                             request_id="function-base", max_tokens=max(4096, cfg.teacher.max_tokens))
+    try:
+        [reply] = policy.complete([request])
+    finally:
+        policy.close()
+    if not hasattr(reply, "text"):
+        raise RuntimeError(f"the teacher could not write the function base: {reply}")
+    states = sample_states(env, env.train_seeds(4))
+    base, records = build_function_base(reply.text, env.stages, states, cfg.sandbox, env.check_stage_output,
+                                        reply.request_id)
+    write_shard(records, run_dir / "data" / "functions.parquet")
+    rejected = [r for r in records if not r.accepted]
+    for r in rejected:
+        console.print(f"[yellow]rejected function {r.name}: {'; '.join(r.reasons)}")
+    missing = [s for s in env.stages if not any(f.stage == s for f in base.functions.values())]
+    if missing:
+        raise RuntimeError(f"no valid function for stage(s) {missing}; see {run_dir / 'data' / 'functions.parquet'}")
+    base.save(path)
+    tracker.log({"functions_accepted": len(base.functions), "functions_rejected": len(rejected)})
+    console.print(f"function base: {len(base.functions)} accepted, {len(rejected)} rejected -> {path}")
+    return path
+
+
+def generate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
+    from ray_jobs.generate import run_generation
+
+    base_path = write_function_base(cfg, run_dir, tracker)
+    env = make_env(cfg.task)
+    summary = run_generation(cfg, base_path, run_dir / "data", env.train_seeds(cfg.generation.train_episodes))
+    tracker.log({f"generation/{k}": v for k, v in summary.items() if not isinstance(v, list)})
+    console.print(f"demonstrations: {summary['episodes']} episodes ({summary['teacher_wins']} won), "
+                  f"{summary['stage_records']} stage decisions")
+    return summary
+
+
+def _corpus(run_dir: Path) -> list[str]:
+    from generation.records import RawActionRecord, StageDecisionRecord
+    from generation.shards import read_records, shard_paths
+
+    data = run_dir / "data"
+    records = read_records(shard_paths(data, "ld"), StageDecisionRecord) + \
+        read_records(shard_paths(data, "kd"), RawActionRecord)
+    return [t for r in records for t in (r.prompt, r.completion)]
+
+
+def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[str, Path]:
+    """Build the initial student once (tokenizer trained on the corpus), then fine-tune one per method."""
+    from generation.shards import shard_paths
+    from launch.train_launcher import run_training
+    from training.student_builder import build_student
+
+    init = run_dir / "students" / "init"
+    if not (init / "config.json").exists():
+        build_student(cfg.student, _corpus(run_dir), init, seed=cfg.run.seed)
+    out = {}
+    for method in methods:
+        target = run_dir / "students" / method
+        if not (target / "config.json").exists():
+            shards = shard_paths(run_dir / "data", METHOD_DATA[method])
+            if not shards:
+                raise RuntimeError(f"no {method} training shards in {run_dir / 'data'}: run `generate` first")
+            console.rule(f"training the {method.upper()} student")
+            run_training(run_dir / "config.resolved.yaml", shards, init, target, run_dir, f"train_{method}",
+                         cfg.training)
+        out[method] = target
+    return out
+
+
+def policy_specs(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
+    from generation.policies.majority import MajorityPolicy
+    from generation.records import StageDecisionRecord
+    from generation.shards import read_records, shard_paths
+
+    specs: dict[str, dict[str, Any]] = {}
+    for name in cfg.eval.policies:
+        if name == "teacher":
+            specs[name] = {"kind": "teacher"}
+        elif name == "majority":
+            records = read_records(shard_paths(run_dir / "data", "ld"), StageDecisionRecord)
+            specs[name] = {"kind": "majority",
+                           "completion_per_stage": MajorityPolicy.from_records(records).completion_per_stage}
+        else:
+            method = name.split("_")[0]
+            checkpoint = run_dir / "students" / method
+            if not (checkpoint / "config.json").exists():
+                raise RuntimeError(f"{name}: no trained checkpoint at {checkpoint}; run `train` first")
+            specs[name] = {"kind": "hf", "mode": "select" if method == "ld" else "action",
+                           "checkpoint": str(checkpoint)}
+    return specs
+
+
+def _sample_rows(per_policy: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for name, res in per_policy.items():
+        episode = next((e for e in res["episodes"] if e["trace"]), None)
+        for t in (episode["trace"] if episode else []):
+            rows.append([name, episode["seed"], episode["instruction"], t["step"], t["stage"], t["candidates"],
+                         t["reply"], t["outcome"]])
+    return rows
+
+
+def evaluate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
+    import json
+
+    from launch.report import by_kind_table, markdown_table, plot_results, write_results
+    from ray_jobs.evaluate import evaluate_policies
+
+    env = make_env(cfg.task)
+    seeds = env.heldout_seeds(cfg.eval.episodes)
+    per_policy = evaluate_policies(cfg, str(run_dir / "function_base.json"), policy_specs(cfg, run_dir), seeds)
+    (run_dir / "eval").mkdir(exist_ok=True)
+    for name, res in per_policy.items():
+        with (run_dir / "eval" / f"episodes-{name}.jsonl").open("w") as fh:
+            fh.writelines(json.dumps(e) + "\n" for e in res["episodes"])
+        tracker.log({f"eval/{name}/{k}": v for k, v in res["metrics"].items() if v is not None})
+    results = {name: {**res["metrics"], "by_kind": res["by_kind"]} for name, res in per_policy.items()}
+    write_results(run_dir, results, {"run_dir": str(run_dir), "heldout_seeds": [seeds[0], seeds[-1]]})
+    plot = plot_results(results, run_dir / "results.png", f"{env.name}: Logic Distillation")
+    table = markdown_table(results)
+    kinds = by_kind_table({n: r["by_kind"] for n, r in results.items()})
+    (run_dir / "results.md").write_text(f"{table}\n\nSuccess rate by instruction kind:\n\n{kinds}\n")
+    tracker.log_table("sample_decisions", ["policy", "seed", "instruction", "step", "stage", "candidates",
+                                           "reply", "outcome"], _sample_rows(per_policy))
+    tracker.log_image("results_plot", plot)
+    tracker.summary({f"{n}/{k}": v for n, m in results.items() for k, v in m.items() if k != "by_kind"})
+    return results
+
+
+def run_all(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """The whole pipeline; prints the results table and the run directory."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run_dir)
+    console.print(f"run directory: [bold]{run_dir}")
+    tracker = Tracker(run_dir, cfg.wandb, "pipeline", config=cfg.model_dump(mode="json"))
+    try:
+        started = time.perf_counter()
+        generate(cfg, run_dir, tracker)
+        methods = [p.split("_")[0] for p in cfg.eval.policies if p.endswith("_student")]
+        if methods:
+            train_students(cfg, run_dir, methods)
+        results = evaluate(cfg, run_dir, tracker)
+        tracker.log({"wall_time_s": time.perf_counter() - started})
+    finally:
+        tracker.finish()
+    console.print((run_dir / "results.md").read_text())
+    console.print(f"results: {run_dir / 'results.json'}  plot: {run_dir / 'results.png'}")
+    console.print(f"run directory: [bold]{run_dir}")
+    return results
