@@ -72,7 +72,7 @@ def _select_stage(pending: list[_Pending], stage: str, policy, base: FunctionBas
         why = ""
         try:
             call = parse_call(reply.text, base.signatures(names))
-            result = sandbox.call(call.name, p.state, p.prev, **call.kwargs)
+            result = sandbox.call_with_kwargs(call.name, p.state, p.prev, call.kwargs)
         except ParseError as exc:
             p.valid, why = False, f"parse: {exc}"
         except Exception as exc:  # sandbox errors: the function misbehaved on this state

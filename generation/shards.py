@@ -23,7 +23,9 @@ class RecordError(ValueError):
 
 def write_shard(records: Iterable[Record], path: str | Path) -> Path:
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # one bar per shard would drown the job's own progress display
     rows = [r.model_dump(mode="json") for r in records]
     if not rows:
         raise ValueError(f"refusing to write an empty shard to {path}")

@@ -69,19 +69,21 @@ class TeacherDemoWorker:
 
 
 class EvalWorker:
-    """Plays held-out episodes with one policy: teacher, LD/KD student, or the majority baseline."""
+    """Plays held-out episodes with any policy: teacher, LD/KD student, or the majority baseline.
 
-    def __init__(self, cfg: Any, base_path: str | Path, policy_name: str, spec: dict[str, Any], worker_id: int = 0):
+    One worker serves every policy in turn, so process start-up and imports are paid once.
+    """
+
+    def __init__(self, cfg: Any, base_path: str | Path, worker_id: int = 0):
         self.cfg = cfg
-        self.policy_name = policy_name
+        self.worker_id = worker_id
         self.base = FunctionBase.load(base_path)
         self.sandbox = _sandbox(cfg, self.base)
-        self.policy = self._policy(spec, worker_id)
 
-    def _policy(self, spec: dict[str, Any], worker_id: int):
+    def _policy(self, spec: dict[str, Any]):
         kind = spec["kind"]
         if kind == "teacher":
-            return build_teacher_policy(self.cfg, tag=f"eval{worker_id}")
+            return build_teacher_policy(self.cfg, tag=f"eval{self.worker_id}")
         if kind == "majority":
             from generation.policies.majority import MajorityPolicy
 
@@ -91,17 +93,20 @@ class EvalWorker:
         return HFStudentPolicy(spec["checkpoint"], kind=spec["mode"], max_new_tokens=self.cfg.eval.max_new_tokens,
                                batch_size=self.cfg.eval.batch_size)
 
-    def run(self, seeds: list[int]) -> list[dict[str, Any]]:
-        episodes = start_episodes(lambda: make_env(self.cfg.task), seeds, f"eval-{self.policy_name}")
+    def run(self, policy_name: str, spec: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
+        policy = self._policy(spec)
+        episodes = start_episodes(lambda: make_env(self.cfg.task), seeds, f"eval-{policy_name}")
         for e in episodes:
             e.trace_limit = self.cfg.eval.sample_decisions
-        if self.policy.kind == "action":
-            play_by_actions(episodes, self.policy)
-        else:
-            play_by_functions(episodes, self.policy, self.base, self.sandbox, self.cfg.eval.top_k)
-        return [_episode_summary(e, self.policy_name) for e in episodes]
+        try:
+            if policy.kind == "action":
+                play_by_actions(episodes, policy)
+            else:
+                play_by_functions(episodes, policy, self.base, self.sandbox, self.cfg.eval.top_k)
+        finally:
+            if hasattr(policy, "close"):
+                policy.close()
+        return [_episode_summary(e, policy_name) for e in episodes]
 
     def close(self) -> None:
         self.sandbox.close()
-        if hasattr(self.policy, "close"):
-            self.policy.close()

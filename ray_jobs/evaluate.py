@@ -21,16 +21,17 @@ def evaluate_policies(cfg: Any, base_path: str, specs: dict[str, dict[str, Any]]
 
     ensure_ray(cfg.ray)
     Worker = ray.remote(num_cpus=1)(EvalWorker)
+    chunks = _split(seeds, cfg.eval.num_workers)
+    workers = [Worker.remote(cfg, base_path, i) for i in range(len(chunks))]
     out: dict[str, dict[str, Any]] = {}
-    with progress_bar("evaluation (policy x worker)", len(specs) * cfg.eval.num_workers) as advance:
-        for name, spec in specs.items():
-            chunks = _split(seeds, cfg.eval.num_workers)
-            workers = [Worker.remote(cfg, base_path, name, spec, i) for i in range(len(chunks))]
-            episodes = [ep for part in ray.get([w.run.remote(c) for w, c in zip(workers, chunks)]) for ep in part]
-            for w in workers:
-                ray.kill(w)
-            episodes.sort(key=lambda e: e["seed"])
-            out[name] = {"metrics": aggregate(episodes), "by_kind": aggregate_by(episodes), "episodes": episodes}
-            m = out[name]["metrics"]
-            advance(len(chunks), f"{name}: success {m['success_rate']:.2f}")
+    try:
+        with progress_bar("evaluation (policies)", len(specs)) as advance:
+            for name, spec in specs.items():
+                parts = ray.get([w.run.remote(name, spec, c) for w, c in zip(workers, chunks)])
+                episodes = sorted((ep for part in parts for ep in part), key=lambda e: e["seed"])
+                out[name] = {"metrics": aggregate(episodes), "by_kind": aggregate_by(episodes), "episodes": episodes}
+                advance(1, f"{name}: success {out[name]['metrics']['success_rate']:.2f}")
+    finally:
+        for w in workers:
+            ray.kill(w)
     return out

@@ -79,7 +79,7 @@ def _example_kwargs(fn: DraftFunction) -> dict[str, Any] | str:
 def _check_one(fn: DraftFunction, samples: list[tuple[dict, Any]], limits: Any,
                check_output: Callable[[str, dict, Any], str | None]) -> tuple[list[str], list[Any]]:
     """Reasons to reject `fn` (empty when accepted) and its outputs on the samples."""
-    from generation.sandbox.runner import validate_function, Sandbox
+    from generation.sandbox.runner import validate_function
 
     kwargs = _example_kwargs(fn)
     if isinstance(kwargs, str):
@@ -87,9 +87,7 @@ def _check_one(fn: DraftFunction, samples: list[tuple[dict, Any]], limits: Any,
     report = validate_function(fn.name, fn.source, samples, limits, sample_kwargs=[kwargs])
     if not report.ok:
         return list(report.reasons), []
-    with Sandbox(limits) as box:  # outputs feed the next stage's validation
-        box.load({fn.name: fn.source})
-        outputs = [box.call(fn.name, state, prev, **kwargs) for state, prev in samples]
+    outputs = report.outputs  # one per sample; they feed the next stage's validation
     problems = [p for (state, _), out in zip(samples, outputs) if (p := check_output(fn.stage, state, out))]
     return problems[:3], outputs
 

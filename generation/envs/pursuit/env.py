@@ -1,0 +1,220 @@
+"""The pursuit game: pursuers (the policy) chase seeded fleeing evaders on a grid with walls.
+
+One step: every pursuer picks N/S/E/W/stay (a move into a wall or the edge is a legal stay), the
+evaders pick their moves from the same pre-step positions, and all move at once. An evader is
+captured when a pursuer ends on its cell or the two swap cells. An illegal joint decision (not a
+dict of exactly the pursuers to N/S/E/W/stay) counts as invalid and becomes "all stay".
+The episode ends when every evader is captured, at the step limit, or as soon as the instruction
+can no longer succeed (wrong evader captured first; the guard left its cell after reaching it).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from typing import Any
+
+from generation.envs.base import DecisionEnv, Instruction, StepResult
+from generation.envs.pursuit import instructions as ins
+from generation.envs.pursuit.config import PursuitConfig
+from generation.envs.pursuit.evaders import choose_evader_moves
+from generation.envs.pursuit.grid import ACTIONS, Cell, Grid, generate_rows
+from generation.envs.pursuit.text import parse_state_text, render_state
+
+
+@functools.lru_cache(maxsize=256)
+def _map_for(seed: int, width: int, height: int, density: float) -> Grid:
+    return Grid(generate_rows(random.Random(f"pursuit:{seed}:map"), width, height, density))
+
+
+def captured_evaders(old_p: dict[str, Cell], new_p: dict[str, Cell], old_e: dict[str, Cell],
+                     new_e: dict[str, Cell]) -> list[str]:
+    """Evaders caught by a simultaneous move: a pursuer ends on the evader's cell, or the two swap."""
+    pairs = [(old_p[p], new_p[p]) for p in new_p]
+    return [e for e in sorted(new_e, key=lambda n: int(n[1:]))
+            if any(new_e[e] == after or (new_e[e] == before and after == old_e[e]) for before, after in pairs)]
+
+
+class PursuitEnv(DecisionEnv):
+    name = "pursuit"
+    stages = ["target", "move"]
+
+    def __init__(self, config: PursuitConfig | None = None):
+        self.config = config or PursuitConfig()
+        self.pursuer_names = [f"P{i}" for i in range(1, self.config.n_pursuers + 1)]
+        self.evader_names = [f"E{i}" for i in range(1, self.config.n_evaders + 1)]
+        self._grid: Grid | None = None
+
+    # ---- episode setup -------------------------------------------------------------------------
+    def _map(self, seed: int) -> Grid:
+        c = self.config
+        return _map_for(seed, c.width, c.height, c.obstacle_density)
+
+    def sample_instruction(self, seed: int) -> Instruction:
+        rng = random.Random(f"pursuit:{seed}:instruction")
+        return ins.sample_instruction(rng, self.config, self._map(seed).free)
+
+    def parse_instruction(self, text: str) -> Instruction:
+        return ins.parse_instruction(text)
+
+    def reset(self, seed: int, instruction: Instruction) -> None:
+        grid = self._map(seed)
+        ins.check_instruction(instruction, self.config, set(grid.free))
+        rng = random.Random(f"pursuit:{seed}:start")
+        starts = rng.sample(grid.free, self.config.n_pursuers)
+        danger = grid.distances(starts)
+        rest = [c for c in grid.free if c not in starts]
+        rng.shuffle(rest)
+        far = [c for c in rest if danger.get(c, 0) >= self.config.min_start_distance]
+        near = sorted((c for c in rest if c not in far), key=lambda c: -danger.get(c, 0))
+        self._start(grid, seed, instruction, dict(zip(self.pursuer_names, starts)),
+                    dict(zip(self.evader_names, (far + near)[: self.config.n_evaders])), [], 0, self.config.max_steps)
+
+    def load_state(self, state: dict[str, Any], instruction: Instruction, seed: int = 0) -> None:
+        """Start an episode from a given position (`state()` / `parse_state_text` data): tests, replays.
+
+        `seed` seeds the evaders' moves from here on.
+        """
+        grid = Grid(state["grid"])
+        pursuers = {n: (int(c[0]), int(c[1])) for n, c in state["pursuers"].items()}
+        evaders = {n: (int(c[0]), int(c[1])) for n, c in state["evaders"].items()}
+        if sorted(pursuers) != sorted(self.pursuer_names):
+            raise ValueError(f"state has pursuers {sorted(pursuers)}; this game has {self.pursuer_names}")
+        if sorted([*evaders, *state["captured"]]) != sorted(self.evader_names):
+            raise ValueError(f"state has evaders {sorted([*evaders, *state['captured']])}; "
+                             f"this game has {self.evader_names}")
+        bad = [n for n, c in [*pursuers.items(), *evaders.items()] if not grid.is_free(c)]
+        if bad:
+            raise ValueError(f"{bad} stand on a wall or off the map")
+        ins.check_instruction(instruction, self.config, set(grid.free))
+        self._start(grid, seed, instruction, pursuers, evaders, list(state["captured"]), int(state["step"]),
+                    int(state["max_steps"]))
+
+    def _start(self, grid: Grid, seed: int, instruction: Instruction, pursuers: dict[str, Cell],
+               evaders: dict[str, Cell], captured: list[str], step: int, max_steps: int) -> None:
+        self._grid, self.seed, self.instruction = grid, seed, instruction
+        self._pursuers, self._evaders, self._captured = pursuers, evaders, captured
+        self._rng = random.Random(f"pursuit:{seed}:evaders")
+        self._step, self._max_steps = step, max_steps
+        self._decisions = self._invalid = 0
+        self._done = self._success = False
+        p = instruction.params
+        self._guard_reached = instruction.kind == "guard" and list(pursuers[p["pursuer"]]) == list(p["cell"])
+        self._reason = ""
+
+    def _require_episode(self) -> Grid:
+        if self._grid is None:
+            raise RuntimeError("call reset(seed, instruction) before using the pursuit env")
+        return self._grid
+
+    # ---- views ---------------------------------------------------------------------------------
+    def rules_text(self) -> str:
+        c = self.config
+        return (
+            f"Pursuit on a {c.width}x{c.height} grid. Cells are x,y with x the column (0 = west) and y the row "
+            f"(0 = north, the first map row); '#' is a wall, '.' is free. You control pursuers "
+            f"{', '.join(self.pursuer_names)}; evaders {', '.join(self.evader_names)} flee. Each step every "
+            "pursuer moves N (y-1), S (y+1), E (x+1), W (x-1) or stays; moving into a wall or off the map "
+            "means staying. Evaders move at the same time, each with probability "
+            f"{c.evader_move_prob:g}, to the neighbouring cell farthest from the nearest pursuer. An evader is "
+            "captured when a pursuer ends on its cell or they swap cells. The decision of a step is a JSON "
+            'object giving every pursuer an action, e.g. {"P1":"N","P2":"stay"}; anything else counts as '
+            f"invalid and all pursuers stay. The episode ends when all evaders are captured, after "
+            f"{c.max_steps} steps, or as soon as the instruction can no longer be met. Instructions: 'Capture all evaders.'; 'Capture Ek first, then capture all "
+            "evaders.' (Ek must be captured no later than any other evader); 'Pk must guard cell x,y while "
+            "the others capture all evaders.' (once Pk reaches the cell it must never leave it, and it must be "
+            "on it when the last evader is captured). State lines: 'P1 2,3' a pursuer; 'E1 4,5 free near 2' a "
+            "free evader and its distance to the nearest pursuer; 'E2 captured 1st' the capture order."
+        )
+
+    def state(self) -> dict[str, Any]:
+        grid = self._require_episode()
+        return {"width": grid.width, "height": grid.height, "grid": list(grid.rows), "step": self._step,
+                "max_steps": self._max_steps,
+                "pursuers": {n: list(c) for n, c in self._pursuers.items()},
+                "evaders": {n: list(c) for n, c in self._evaders.items()},
+                "captured": list(self._captured)}
+
+    def render(self) -> str:
+        return render_state(self.state(), self._require_episode())
+
+    def parse_state_text(self, text: str) -> dict[str, Any]:
+        return parse_state_text(text)
+
+    # ---- decisions -----------------------------------------------------------------------------
+    def legal_decisions(self) -> dict[str, list[str]]:
+        return {n: list(ACTIONS) for n in self.pursuer_names}
+
+    def is_legal(self, decision: Any) -> bool:
+        return (isinstance(decision, dict) and set(decision) == set(self.pursuer_names)
+                and all(isinstance(a, str) and a in ACTIONS for a in decision.values()))
+
+    def default_decision(self) -> dict[str, str]:
+        return {n: "stay" for n in self.pursuer_names}
+
+    def random_legal_decision(self, rng: random.Random) -> dict[str, str]:
+        return {n: rng.choice(ACTIONS) for n in self.pursuer_names}
+
+    def check_stage_output(self, stage: str, state: dict[str, Any], output: Any) -> str | None:
+        if stage != "target":
+            return super().check_stage_output(stage, state, output)
+        if not isinstance(output, dict) or set(output) != set(state["pursuers"]):
+            return f"target result must map every pursuer {sorted(state['pursuers'])} to a target: {output!r}"
+        grid = Grid(state["grid"])
+        for pursuer, target in output.items():
+            is_evader = isinstance(target, str) and target in self.evader_names
+            is_cell = (isinstance(target, (list, tuple)) and len(target) == 2
+                       and all(isinstance(v, int) for v in target) and grid.is_free(tuple(target)))
+            if not (is_evader or is_cell):
+                return f"target of {pursuer} must be an evader name or a free cell [x, y], got {target!r}"
+        return None
+
+    def step(self, decision: Any) -> StepResult:
+        grid = self._require_episode()
+        if self._done:
+            raise RuntimeError("the episode is over; call reset before stepping again")
+        invalid = not self.is_legal(decision)
+        if invalid:
+            decision, self._invalid = self.default_decision(), self._invalid + 1
+        self._decisions += 1
+        old_p = self._pursuers
+        new_p = {n: grid.move(c, decision[n]) for n, c in old_p.items()}
+        c = self.config
+        new_e = choose_evader_moves(grid, list(old_p.values()), self._evaders, self._rng,
+                                    c.evader_move_prob, c.evader_noise)
+        caught = captured_evaders(old_p, new_p, self._evaders, new_e)
+        self._pursuers = new_p
+        self._evaders = {e: cell for e, cell in new_e.items() if e not in caught}
+        self._captured += caught
+        self._step += 1
+        self._judge(caught)
+        return StepResult(self._done, self._success, invalid, {"captured": caught, "reason": self._reason})
+
+    def _judge(self, caught: list[str]) -> None:
+        """Decide whether the episode ended this step, and how."""
+        kind, p = self.instruction.kind, self.instruction.params
+        guard_ok = True
+        if kind == "guard":
+            on_cell = list(self._pursuers[p["pursuer"]]) == list(p["cell"])
+            if self._guard_reached and not on_cell:
+                return self._finish(False, f"{p['pursuer']} left its guard cell")
+            self._guard_reached |= on_cell
+            guard_ok = on_cell
+        if kind == "capture_first" and caught and p["evader"] not in self._captured:
+            return self._finish(False, f"{caught[0]} was captured before {p['evader']}")
+        if not self._evaders:
+            if not guard_ok:
+                return self._finish(False, f"{p['pursuer']} was not on its guard cell at the end")
+            return self._finish(True, "all evaders captured")
+        if self._step >= self._max_steps:
+            self._finish(False, "step limit reached")
+
+    def _finish(self, success: bool, reason: str) -> None:
+        self._done, self._success, self._reason = True, success, reason
+
+    # ---- metrics -------------------------------------------------------------------------------
+    def episode_metrics(self) -> dict[str, Any]:
+        self._require_episode()
+        return {"env": self.name, "seed": self.seed, "kind": self.instruction.kind, "success": self._success,
+                "done": self._done, "steps": self._step, "decisions": self._decisions,
+                "invalid": self._invalid, "captured": len(self._captured), "reason": self._reason}
