@@ -54,15 +54,18 @@ class ExpertTeacher(TeacherBackend):
         call = ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
         return f"Reason: best function for this instruction and state.\nCall: {name}({call})"
 
+    def reply_text(self, messages: list[dict[str, str]]) -> str:
+        """The reply to a chat, as text (synchronous: the expert does no I/O)."""
+        prompt = messages[-1]["content"]
+        if prompt.startswith(ld.FUNCTION_BASE_TASK):
+            return self.expert.function_base_reply()
+        if prompt.startswith(ld.SELECT_TASK):
+            return self._select_reply(prompt)
+        raise TeacherError("bad_request", "expert teacher does not know this task (no '# Task:' header)")
+
     async def complete(self, request: TeacherRequest) -> TeacherReply:
         started = time.perf_counter()
-        prompt = request.messages[-1]["content"]
-        if prompt.startswith(ld.FUNCTION_BASE_TASK):
-            text = self.expert.function_base_reply()
-        elif prompt.startswith(ld.SELECT_TASK):
-            text = self._select_reply(prompt)
-        else:
-            raise TeacherError("bad_request", "expert teacher does not know this task (no '# Task:' header)")
+        text = self.reply_text(request.messages)
         n_in = sum(_count_tokens(m["content"]) for m in request.messages)
         n_out = _count_tokens(text)
         return TeacherReply(request_id=request.request_id, text=text, finish_reason="stop", input_tokens=n_in,
