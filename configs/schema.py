@@ -6,13 +6,14 @@ teacher, a tiny student built from a preset. Shipped YAML files in `configs/` on
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from configs.base import StrictModel
+from configs.generation_schema import GenerationConfig
 from configs.sandbox_schema import SandboxLimits
-from configs.task_schema import PursuitConfig
+from configs.task_schema import PursuitConfig, TwentyOneConfig
 from configs.teacher_schema import TeacherConfig
 from configs.tracking_schema import WandbConfig
 from configs.training_schema import StudentConfig, TrainingConfig
@@ -27,25 +28,29 @@ class RunSection(StrictModel):
 
 
 class TaskConfig(StrictModel):
-    env: Literal["pursuit"] = "pursuit"
+    """Which decision environment to play, and its knobs.
+
+    `env` is a name registered in `generation.envs.registry` (built in: pursuit, twentyone). A user's
+    own environment registers itself when one of `env_modules` is imported; every process of a run
+    (Ray actors included) imports them before building the env. `options` are free-form knobs that
+    such an env's factory reads.
+    """
+
+    env: str = Field("pursuit", pattern=r"^[A-Za-z0-9_\-]+$")
+    env_modules: list[str] = Field(default_factory=list,
+                                   description="modules to import first; they call registry.register_env")
+    options: dict[str, Any] = Field(default_factory=dict, description="knobs of a user-registered env")
     pursuit: PursuitConfig = PursuitConfig()
-
-
-class GenerationConfig(StrictModel):
-    """Teacher demonstrations on the training seeds, produced by a pool of Ray actors."""
-
-    train_episodes: int = Field(240, ge=1)
-    num_actors: int = Field(2, ge=1)
-    episodes_per_task: int = Field(20, ge=1, description="episodes one actor plays per task (one shard)")
-    top_k: int = Field(3, ge=1, le=20, description="functions retrieved per stage")
-    only_successful: bool = Field(True, description="train only on episodes the teacher won")
+    twentyone: TwentyOneConfig = TwentyOneConfig()
 
 
 class EvalConfig(StrictModel):
     episodes: int = Field(200, ge=1)
     num_workers: int = Field(2, ge=1)
     top_k: int = Field(3, ge=1, le=20)
-    policies: list[Literal["teacher", "ld_student", "kd_student", "majority"]] = list(POLICIES)
+    policies: list[Literal["teacher", "ld_student", "kd_student", "majority", "ld_student_no_runtime"]] = Field(
+        default_factory=lambda: list(POLICIES),
+        description="ld_student_no_runtime: the LD student without functions added for emergencies at run time")
     batch_size: int = Field(128, ge=1)
     max_new_tokens: int = Field(40, ge=1)
     sample_decisions: int = Field(12, ge=0, description="rows of sample decisions logged per policy")

@@ -7,6 +7,46 @@ from pydantic import Field, model_validator
 from configs.base import StrictModel
 
 INSTRUCTION_KINDS = ("capture_all", "capture_first", "guard")
+# Emergency kinds of the pursuit game and their effect (texts and cell shapes: generation/envs/pursuit/emergencies.py).
+# deadly: a pursuer ending a step on one of the cells fails the episode; impassable: nobody can enter them.
+# Many kinds share two effects on purpose: a student trained on many of them has to learn to pick "the
+# function written for the emergency in force", not memorise a few names (docs/emergencies.md).
+_DEADLY = ("fire", "lava", "gas", "radiation", "acid", "toxin", "smoke", "plague", "spikes", "mines", "quicksand",
+           "lightning", "wildfire", "sewage", "ooze", "frost")
+_IMPASSABLE = ("flood", "barricade", "rockfall", "collapse", "debris", "fence", "landslide", "avalanche",
+               "roadblock", "rubble", "wreckage", "sinkhole", "crater", "thicket", "mudslide", "ice")
+EMERGENCY_KINDS = {**{k: "deadly" for k in _DEADLY}, **{k: "impassable" for k in _IMPASSABLE}}
+HELDOUT_EMERGENCY_KINDS = ("gas", "acid", "rockfall", "landslide")
+
+
+class EmergencyConfig(StrictModel):
+    """Emergencies announced mid-episode (docs/emergencies.md). `probability` 0 is the plain game.
+
+    Training seeds draw their kind from `train_kinds`, held-out seeds from `heldout_kinds`, so the
+    held-out kinds are never seen in the training data.
+    """
+
+    probability: float = Field(0.0, ge=0.0, le=1.0, description="share of episodes with an emergency")
+    onset_steps: list[int] = Field(default_factory=lambda: [2, 6], description="[first, last] step it may appear")
+    train_kinds: list[str] = Field(default_factory=lambda: [k for k in EMERGENCY_KINDS
+                                                            if k not in HELDOUT_EMERGENCY_KINDS])
+    heldout_kinds: list[str] = Field(default_factory=lambda: list(HELDOUT_EMERGENCY_KINDS))
+
+    @model_validator(mode="after")
+    def _check(self) -> EmergencyConfig:
+        if len(self.onset_steps) != 2 or not 1 <= self.onset_steps[0] <= self.onset_steps[1]:
+            raise ValueError(f"onset_steps must be [first, last] with 1 <= first <= last, got {self.onset_steps}")
+        for field in ("train_kinds", "heldout_kinds"):
+            kinds = getattr(self, field)
+            unknown = sorted(set(kinds) - set(EMERGENCY_KINDS))
+            if unknown:
+                raise ValueError(f"{field} has unknown emergency kinds {unknown}; known: {sorted(EMERGENCY_KINDS)}")
+            if self.probability > 0 and not kinds:
+                raise ValueError(f"{field} must name at least one kind when probability > 0")
+        shared = sorted(set(self.train_kinds) & set(self.heldout_kinds))
+        if shared:
+            raise ValueError(f"emergency kinds {shared} are both in train_kinds and heldout_kinds")
+        return self
 
 
 class PursuitConfig(StrictModel):
@@ -21,6 +61,7 @@ class PursuitConfig(StrictModel):
     min_start_distance: int = Field(3, ge=1)  # evaders start at least this far (BFS) from pursuers
     instruction_mix: dict[str, float] = Field(
         default_factory=lambda: {"capture_all": 1.0, "capture_first": 1.0, "guard": 1.0})
+    emergencies: EmergencyConfig = EmergencyConfig()
 
     @model_validator(mode="after")
     def _check(self) -> PursuitConfig:
@@ -39,4 +80,35 @@ class PursuitConfig(StrictModel):
         if free < 2 * (self.n_pursuers + self.n_evaders):
             raise ValueError(f"{self.width}x{self.height} map at density {self.obstacle_density} is too "
                              f"crowded for {self.n_pursuers} pursuers and {self.n_evaders} evaders")
+        if self.emergencies.probability > 0 and self.emergencies.onset_steps[0] >= self.max_steps:
+            raise ValueError(f"emergencies.onset_steps {self.emergencies.onset_steps} start after max_steps "
+                             f"{self.max_steps}: no emergency could ever appear")
+        return self
+
+
+TWENTYONE_KINDS = ("win", "reach", "cards")
+
+
+class TwentyOneConfig(StrictModel):
+    """Knobs of 21 Points (docs/twentyone.md). Defaults are the documented setting."""
+
+    dealer_hits_soft_17: bool = False  # the dealer stands on every 17 by default
+    allow_double: bool = True  # "double" as the first decision: one more card, twice the stake
+    reach_totals: list[int] = Field(default_factory=lambda: [15, 16, 17, 18, 19],
+                                    description="targets T of 'Finish with a total of at least T ...'")
+    card_counts: list[int] = Field(default_factory=lambda: [3, 4],
+                                   description="N of 'Finish holding at least N cards ...'")
+    instruction_mix: dict[str, float] = Field(default_factory=lambda: {"win": 1.0, "reach": 1.0, "cards": 1.0})
+
+    @model_validator(mode="after")
+    def _check(self) -> TwentyOneConfig:
+        unknown = sorted(set(self.instruction_mix) - set(TWENTYONE_KINDS))
+        if unknown:
+            raise ValueError(f"instruction_mix has unknown kinds {unknown}; known: {list(TWENTYONE_KINDS)}")
+        if any(w < 0 for w in self.instruction_mix.values()) or sum(self.instruction_mix.values()) <= 0:
+            raise ValueError(f"instruction_mix weights must be >= 0 with one positive, got {self.instruction_mix}")
+        if not self.reach_totals or any(not 12 <= t <= 21 for t in self.reach_totals):
+            raise ValueError(f"reach_totals must be a non-empty list of totals in 12..21, got {self.reach_totals}")
+        if not self.card_counts or any(not 3 <= n <= 6 for n in self.card_counts):
+            raise ValueError(f"card_counts must be a non-empty list of counts in 3..6, got {self.card_counts}")
         return self

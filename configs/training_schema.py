@@ -102,6 +102,15 @@ class StudentConfig(StrictModel):
         return self
 
 
+class LoraSettings(StrictModel):
+    """Low-rank adapters through `peft`: only the adapters train; the export merges them into the weights."""
+
+    r: int = Field(default=16, ge=1)
+    alpha: float = Field(default=32.0, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
 class TrainingConfig(StrictModel):
     """How the student is fine-tuned. `accelerate_config` / `deepspeed_config` take a shipped name or a path."""
 
@@ -120,12 +129,27 @@ class TrainingConfig(StrictModel):
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="final lr as a fraction of the peak")
-    per_device_batch_size: int = Field(default=16, ge=1)
+    per_device_batch_size: int = Field(default=16, ge=1, description="rows per micro-batch per process")
     gradient_accumulation_steps: int = Field(default=1, ge=1)
+    global_batch_size: int | None = Field(
+        default=None, ge=1, description="rows per optimizer step over all processes; when set, "
+        "gradient_accumulation_steps is derived from it (it must divide exactly)")
     max_grad_norm: float = Field(default=1.0, gt=0)
+    gradient_checkpointing: bool = False
+    packing: bool = Field(default=False, description="pack several examples per row of max_seq_len tokens "
+                          "(positions restart per example, attention never crosses examples)")
+    lora: LoraSettings | None = None
     seed: int = 0
     log_every: int = Field(default=10, ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    save_every: int | None = Field(default=200, ge=1, description="optimizer steps between checkpoints; None = never")
+    keep_last: int = Field(default=2, ge=1, description="checkpoints kept; older ones are deleted")
+    checkpoint_dir: str | None = Field(default=None, description="None = <run_dir>/checkpoints/<job>")
+    resume: str = Field(default="auto", description="auto (latest checkpoint in checkpoint_dir, if any), never, "
+                        "or the path of one checkpoint (a step-N directory)")
+    eval_fraction: float = Field(default=0.0, ge=0, lt=1, description="share of examples held out for eval loss")
+    eval_every: int | None = Field(default=None, ge=1, description="optimizer steps between evals (and at the end)")
+    peak_tflops: float | None = Field(default=None, gt=0, description="per-device peak for MFU; None = measured")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":
@@ -140,7 +164,35 @@ class TrainingConfig(StrictModel):
         if self.zero_stage is not None and explicit_ds and self.deepspeed_config != f"zero{self.zero_stage}":
             raise ValueError(f"training.zero_stage={self.zero_stage} conflicts with "
                              f"training.deepspeed_config={self.deepspeed_config!r}; set only one")
+        if self.global_batch_size is not None:
+            accumulation_steps(self, self.num_processes)  # fails now, not after the launch, when it cannot divide
         return self
+
+
+def accumulation_steps(cfg: TrainingConfig, world_size: int) -> int:
+    """Micro-batches per optimizer step on each process, for `world_size` processes.
+
+    With `global_batch_size` set, it is derived (global = per_device x accumulation x processes) and
+    must divide exactly; a gradient_accumulation_steps set explicitly as well must agree.
+    """
+    if cfg.global_batch_size is None:
+        return cfg.gradient_accumulation_steps
+    per_step = cfg.per_device_batch_size * world_size
+    if cfg.global_batch_size % per_step:
+        raise ValueError(f"training.global_batch_size={cfg.global_batch_size} is not divisible by "
+                         f"per_device_batch_size ({cfg.per_device_batch_size}) x processes ({world_size}) "
+                         f"= {per_step}; pick sizes whose product divides it")
+    derived = cfg.global_batch_size // per_step
+    if "gradient_accumulation_steps" in cfg.model_fields_set and cfg.gradient_accumulation_steps != derived:
+        raise ValueError(f"training.gradient_accumulation_steps={cfg.gradient_accumulation_steps} conflicts with "
+                         f"global_batch_size={cfg.global_batch_size} / ({cfg.per_device_batch_size} x {world_size}) "
+                         f"= {derived}; set only one")
+    return derived
+
+
+def global_batch_rows(cfg: TrainingConfig, world_size: int) -> int:
+    """Rows (examples, or packed rows) consumed by one optimizer step over all processes."""
+    return cfg.per_device_batch_size * accumulation_steps(cfg, world_size) * world_size
 
 
 PRETRAINED_LEARNING_RATE = 2e-5  # fine-tuning an existing checkpoint (student.path) wants a gentle lr
@@ -174,8 +226,9 @@ def resolve_deepspeed_config(cfg: TrainingConfig) -> Path:
 
 
 def resolve_accelerate_config(cfg: TrainingConfig, cuda_available: bool) -> Path:
-    """The Accelerate YAML this run uses; `auto` = multinode/gpu/cpu depending on the machine(s)."""
+    """The Accelerate YAML this run uses; `auto` = multinode (GPU nodes), gpu, or cpu (any node count:
+    the launch flags carry the topology, and a CPU run needs `use_cpu`)."""
     name = cfg.accelerate_config
     if name == "auto":
-        name = "multinode" if cfg.num_machines > 1 else ("gpu" if cuda_available else "cpu")
+        name = ("multinode" if cfg.num_machines > 1 else "gpu") if cuda_available else "cpu"
     return _resolve_file(name, ACCELERATE_DIR, ".yaml", "training.accelerate_config")

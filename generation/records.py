@@ -59,3 +59,17 @@ class RawActionRecord(Record):
     action: str  # JSON object
     prompt: str
     completion: str
+
+
+class RejectionRecord(Record):
+    """A teacher request that produced no usable reply: why, after how many asks, and what it said last."""
+
+    kind: Literal["rejection"] = "rejection"
+    request_id: str
+    prompt_hash: str
+    stage: str
+    reason_kind: str  # parse | truncated | bad_response | teacher_error:<kind>
+    reason: str
+    asks: int  # the first ask plus re-asks
+    last_reply: str  # cut to a few hundred characters
+    model: str

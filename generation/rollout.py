@@ -3,6 +3,11 @@
 Episodes run in lockstep so that each stage is one batched policy call (a student generates for
 all live episodes at once). Any policy failure (unparseable text, unknown function, sandbox error,
 illegal decision) is an invalid decision handed to the environment, never a crash.
+
+Emergencies: before each step, newly announced emergencies are handed to the `responder` (when one
+is given), whose validated functions join the base, sandbox and retriever for the rest of the run.
+A function written for an emergency is offered only where that emergency is in force; the kind of
+every emergency in force joins the retrieval query and its text joins the rules the policy reads.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ class Episode:
     steps: int = 0
     done: bool = False
     result: Any = None
+    seen_emergencies: set[str] = field(default_factory=set)
+    runtime_functions: list[str] = field(default_factory=list)  # added for this episode's emergencies
+    runtime_calls: int = 0  # stage decisions that called one of them
 
     def note(self, **row: Any) -> None:
         if len(self.trace) < self.trace_limit:
@@ -59,14 +67,28 @@ class _Pending:
     stage_rows: list[tuple] = field(default_factory=list)
 
 
+def _in_force(env: Any, rules: str) -> tuple[str, set[str]]:
+    """The rules with every emergency in force appended, and the kinds of those emergencies."""
+    emergencies = env.emergencies()
+    if not emergencies:
+        return rules, set()
+    notes = "\n".join(f"- {e.text}" for e in emergencies)
+    return f"{rules}\n\nEmergencies in force:\n{notes}", {e.kind for e in emergencies}
+
+
+def _retrieve(p: _Pending, stage: str, base: FunctionBase, retriever, top_k: int, kinds: set[str]) -> list[str]:
+    query = f"{stage} {p.episode.instruction.text} {' '.join(sorted(kinds))} {ld.render_stage_result(p.prev)}"
+    return retriever.top_k(query, top_k, stage=stage, exclude=base.out_of_scope(kinds))
+
+
 def _select_stage(pending: list[_Pending], stage: str, policy, base: FunctionBase, retriever, sandbox,
                   top_k: int, rules: str) -> None:
     live = [p for p in pending if p.valid]
-    names_per = [retriever.top_k(f"{stage} {p.episode.instruction.text} {ld.render_stage_result(p.prev)}",
-                                 top_k, stage=stage) for p in live]
-    requests = [SelectionRequest(rules, p.episode.instruction.text, p.state_text, stage,
+    context = [_in_force(p.episode.env, rules) for p in live]
+    names_per = [_retrieve(p, stage, base, retriever, top_k, kinds) for p, (_, kinds) in zip(live, context)]
+    requests = [SelectionRequest(episode_rules, p.episode.instruction.text, p.state_text, stage,
                                  ld.render_stage_result(p.prev), base.candidates(names))
-                for p, names in zip(live, names_per)]
+                for p, names, (episode_rules, _) in zip(live, names_per, context)]
     replies = policy.select(requests) if requests else []
     for p, names, req, reply in zip(live, names_per, requests, replies):
         why = ""
@@ -80,6 +102,7 @@ def _select_stage(pending: list[_Pending], stage: str, policy, base: FunctionBas
         else:
             p.stage_rows.append((req, call, reply.request_id))
             p.prev = result
+            p.episode.runtime_calls += bool(base.functions[call.name].scope)
         p.episode.note(step=p.step, stage=stage, candidates=" ".join(names), reply=reply.text[:120],
                        outcome=why or "ok")
         if why:
@@ -117,13 +140,34 @@ def _finish_step(p: _Pending, decision: Any, record: bool) -> None:
         ep.done, ep.result = True, ep.env.episode_metrics()
 
 
+def _answer_emergencies(live: list[Episode], responder, base: FunctionBase, sandbox, retriever) -> None:
+    announced = []
+    for e in live:
+        for emergency in e.env.emergencies():
+            if emergency.id not in e.seen_emergencies:
+                e.seen_emergencies.add(emergency.id)
+                announced.append((e, emergency))
+    if not announced:
+        return
+    names = responder.answer([(e.env, emergency) for e, emergency in announced], base, sandbox, retriever)
+    for e, emergency in announced:
+        e.runtime_functions += [n for n in names.get(emergency.kind, []) if n not in e.runtime_functions]
+
+
 def play_by_functions(episodes: list[Episode], policy, base: FunctionBase, sandbox, top_k: int,
-                      record: bool = False, on_step: Callable[[int], None] | None = None) -> None:
-    """Run every episode to its end with a function-selecting policy."""
+                      record: bool = False, on_step: Callable[[int], None] | None = None,
+                      responder=None) -> None:
+    """Run every episode to its end with a function-selecting policy.
+
+    `responder` (an `emergencies.EmergencyResponder`) adds functions for emergencies at run time;
+    without one, emergencies are played with the base as it is.
+    """
     retriever = base.retriever()
     rules = episodes[0].env.rules_text() if episodes else ""
     stages = episodes[0].env.stages if episodes else []
     while live := [e for e in episodes if not e.done]:
+        if responder is not None:
+            _answer_emergencies(live, responder, base, sandbox, retriever)
         pending = [_Pending(e, e.env.state(), e.env.render(), e.steps) for e in live]
         for stage in stages:
             _select_stage(pending, stage, policy, base, retriever, sandbox, top_k, rules)

@@ -3,7 +3,7 @@
     logic-distill run configs/quickstart.yaml                 # whole pipeline, offline on CPU
     logic-distill run configs/quickstart.yaml eval.episodes=50 training.num_processes=1
     logic-distill generate configs/quickstart.yaml --run-dir runs/exp1
-    logic-distill train --run-dir runs/exp1 --method ld kd
+    logic-distill train --run-dir runs/exp1 --method ld training.epochs=4
     logic-distill evaluate --run-dir runs/exp1 eval.episodes=400
 
 Arguments after the config file are `a.b=c` overrides. `train` and `evaluate` read the resolved
@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("args", nargs="*", metavar="[CONFIG] KEY=VALUE", help="a YAML config, then overrides")
         p.add_argument("--run-dir", type=Path, default=None, help="run directory (default: a new one)")
         if name == "train":
-            p.add_argument("--method", nargs="+", choices=["ld", "kd"], default=["ld", "kd"])
+            p.add_argument("--method", action="append", choices=["ld", "kd"],
+                           help="student to train (repeat for several; default: ld and kd)")
     return parser
 
 
@@ -67,11 +68,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logic-distill: error: {exc}", file=sys.stderr)
         return 2
     from launch import pipeline
+    from launch.train_launcher import TrainingFailed
 
+    try:
+        _dispatch(args, cfg, pipeline)
+    except (pipeline.StageError, TrainingFailed) as exc:
+        print(f"logic-distill {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, cfg, pipeline) -> None:
     run_dir = args.run_dir or pipeline.new_run_dir(cfg)
     if args.command == "run":
         pipeline.run_all(cfg, run_dir)
-        return 0
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir)
     print(f"run directory: {run_dir}")
@@ -80,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             pipeline.generate(cfg, run_dir, tracker)
         elif args.command == "train":
-            pipeline.train_students(cfg, run_dir, args.method)
+            pipeline.train_students(cfg, run_dir, args.method or ["ld", "kd"])
         else:
             results = pipeline.evaluate(cfg, run_dir, tracker)
             from launch.report import markdown_table
@@ -88,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown_table(results))
     finally:
         tracker.finish()
-    return 0
 
 
 if __name__ == "__main__":

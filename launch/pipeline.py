@@ -19,6 +19,12 @@ from generation.envs.registry import make_env
 from generation.tracking import Tracker
 
 console = Console()
+
+
+class StageError(RuntimeError):
+    """A stage cannot run or finish; the message says what is missing and where."""
+
+
 METHOD_DATA = {"ld": "ld", "kd": "kd"}  # student -> shard prefix
 
 
@@ -63,7 +69,7 @@ def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> Path
     finally:
         policy.close()
     if not hasattr(reply, "text"):
-        raise RuntimeError(f"the teacher could not write the function base: {reply}")
+        raise StageError(f"the teacher could not write the function base: {reply}")
     states = sample_states(env, env.train_seeds(4))
     base, records = build_function_base(reply.text, env.stages, states, cfg.sandbox, env.check_stage_output,
                                         reply.request_id)
@@ -73,7 +79,7 @@ def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> Path
         console.print(f"[yellow]rejected function {r.name}: {'; '.join(r.reasons)}")
     missing = [s for s in env.stages if not any(f.stage == s for f in base.functions.values())]
     if missing:
-        raise RuntimeError(f"no valid function for stage(s) {missing}; see {run_dir / 'data' / 'functions.parquet'}")
+        raise StageError(f"no valid function for stage(s) {missing}; see {run_dir / 'data' / 'functions.parquet'}")
     base.save(path)
     tracker.log({"functions_accepted": len(base.functions), "functions_rejected": len(rejected)})
     console.print(f"function base: {len(base.functions)} accepted, {len(rejected)} rejected -> {path}")
@@ -85,7 +91,8 @@ def generate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
 
     base_path = write_function_base(cfg, run_dir, tracker)
     env = make_env(cfg.task)
-    summary = run_generation(cfg, base_path, run_dir / "data", env.train_seeds(cfg.generation.train_episodes))
+    summary = run_generation(cfg, base_path, run_dir / "data", env.train_seeds(cfg.generation.train_episodes),
+                             tracker=tracker)
     tracker.log({f"generation/{k}": v for k, v in summary.items() if not isinstance(v, list)})
     console.print(f"demonstrations: {summary['episodes']} episodes ({summary['teacher_wins']} won), "
                   f"{summary['stage_records']} stage decisions")
@@ -117,7 +124,7 @@ def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[st
         if not (target / "config.json").exists():
             shards = shard_paths(run_dir / "data", METHOD_DATA[method])
             if not shards:
-                raise RuntimeError(f"no {method} training shards in {run_dir / 'data'}: run `generate` first")
+                raise StageError(f"no {method} training shards in {run_dir / 'data'}: run `generate` first")
             console.rule(f"training the {method.upper()} student")
             run_training(run_dir / "config.resolved.yaml", shards, init, target, run_dir, f"train_{method}",
                          cfg.training)
@@ -142,9 +149,10 @@ def policy_specs(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
             method = name.split("_")[0]
             checkpoint = run_dir / "students" / method
             if not (checkpoint / "config.json").exists():
-                raise RuntimeError(f"{name}: no trained checkpoint at {checkpoint}; run `train` first")
+                raise StageError(f"{name}: no trained checkpoint at {checkpoint}; run `train` first")
+            # ld_student_no_runtime: the same LD student, but emergencies get no new functions
             specs[name] = {"kind": "hf", "mode": "select" if method == "ld" else "action",
-                           "checkpoint": str(checkpoint)}
+                           "checkpoint": str(checkpoint), "runtime_functions": not name.endswith("_no_runtime")}
     return specs
 
 
@@ -156,6 +164,22 @@ def _sample_rows(per_policy: dict[str, dict[str, Any]]) -> list[list[Any]]:
             rows.append([name, episode["seed"], episode["instruction"], t["step"], t["stage"], t["candidates"],
                          t["reply"], t["outcome"]])
     return rows
+
+
+def _runtime_use(episodes: list[dict[str, Any]]) -> dict[str, float]:
+    """Among episodes that got run-time (emergency) functions: the share whose policy called one."""
+    offered = [e for e in episodes if e.get("runtime_functions")]
+    if not offered:
+        return {}
+    return {"runtime_use_rate": sum(e["runtime_calls"] > 0 for e in offered) / len(offered)}
+
+
+def _breakdowns(env, res: dict[str, Any]) -> dict[str, Any]:
+    """Results per value of each of the env's breakdown keys (`by_kind`, `by_emergency`, ...)."""
+    from generation.envs.base import aggregate_by
+
+    return {f"by_{key}": res["by_kind"] if key == "kind" else aggregate_by(res["episodes"], key)
+            for key in env.breakdown_keys}
 
 
 def evaluate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
@@ -171,17 +195,21 @@ def evaluate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
     for name, res in per_policy.items():
         with (run_dir / "eval" / f"episodes-{name}.jsonl").open("w") as fh:
             fh.writelines(json.dumps(e) + "\n" for e in res["episodes"])
+        res["metrics"].update(_runtime_use(res["episodes"]))
         tracker.log({f"eval/{name}/{k}": v for k, v in res["metrics"].items() if v is not None})
-    results = {name: {**res["metrics"], "by_kind": res["by_kind"]} for name, res in per_policy.items()}
+    results = {name: {**res["metrics"], **_breakdowns(env, res)} for name, res in per_policy.items()}
     write_results(run_dir, results, {"run_dir": str(run_dir), "heldout_seeds": [seeds[0], seeds[-1]]})
     plot = plot_results(results, run_dir / "results.png", f"{env.name}: Logic Distillation")
-    table = markdown_table(results)
-    kinds = by_kind_table({n: r["by_kind"] for n, r in results.items()})
-    (run_dir / "results.md").write_text(f"{table}\n\nSuccess rate by instruction kind:\n\n{kinds}\n")
+    sections = [markdown_table(results)]
+    for key in env.breakdown_keys:
+        label = "instruction kind" if key == "kind" else key
+        table = by_kind_table({n: r[f"by_{key}"] for n, r in results.items()})
+        sections.append(f"Success rate by {label}:\n\n{table}")
+    (run_dir / "results.md").write_text("\n\n".join(sections) + "\n")
     tracker.log_table("sample_decisions", ["policy", "seed", "instruction", "step", "stage", "candidates",
                                            "reply", "outcome"], _sample_rows(per_policy))
     tracker.log_image("results_plot", plot)
-    tracker.summary({f"{n}/{k}": v for n, m in results.items() for k, v in m.items() if k != "by_kind"})
+    tracker.summary({f"{n}/{k}": v for n, m in results.items() for k, v in m.items() if not isinstance(v, dict)})
     return results
 
 
@@ -194,7 +222,7 @@ def run_all(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     try:
         started = time.perf_counter()
         generate(cfg, run_dir, tracker)
-        methods = [p.split("_")[0] for p in cfg.eval.policies if p.endswith("_student")]
+        methods = list(dict.fromkeys(p.split("_")[0] for p in cfg.eval.policies if "_student" in p))
         if methods:
             train_students(cfg, run_dir, methods)
         results = evaluate(cfg, run_dir, tracker)

@@ -15,10 +15,17 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _extra_columns(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Numbers beyond the standard columns (env scores such as win_rate, runtime_use_rate), sorted."""
+    return sorted({k for m in results.values() for k, v in m.items()
+                   if k not in COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool)})
+
+
 def markdown_table(results: dict[str, dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    columns = [*COLUMNS, *_extra_columns(results)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for policy, m in results.items():
-        lines.append("| " + " | ".join([policy, *(_fmt(m[c]) for c in COLUMNS[1:])]) + " |")
+        lines.append("| " + " | ".join([policy, *(_fmt(m.get(c)) for c in columns[1:])]) + " |")
     return "\n".join(lines)
 
 

@@ -20,8 +20,15 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "installing logic-distill into .venv (constraints: $constraints) ..."
-# pip's notes about unused local index folders are noise; real errors still fail the script.
-{ .venv/bin/pip install --quiet -c "$constraints" -e ".[dev]" 2>&1; } \
-  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+# uv resolves and installs in under a minute where pip takes several; pip is the fallback.
+find_links=()
+[ -d /opt/wheels ] && find_links=(--find-links /opt/wheels)  # where this machine keeps its CPU torch wheel
+if .venv/bin/pip install --quiet uv >/dev/null 2>&1; then
+  .venv/bin/uv pip install --quiet --python .venv/bin/python -c "$constraints" "${find_links[@]}" -e ".[dev]"
+else
+  # pip's notes about unused local index folders are noise; real errors still fail the script.
+  { .venv/bin/pip install --quiet -c "$constraints" -e ".[dev]" 2>&1; } \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+fi
 echo "$want" > "$stamp"
 echo "installed: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"

@@ -1,74 +1,195 @@
-"""Teacher demonstrations on Ray: an actor pool plays training episodes; the driver writes shards.
+"""Teacher demonstrations on Ray: actors play training episodes; the driver commits each task exactly once.
 
-Work is cut into tasks of `episodes_per_task` seeds; task i becomes shards `ld-<i>` and `kd-<i>`,
-so a rerun skips tasks whose shards are already on disk (both written atomically).
+Work is cut into tasks of `episodes_per_task` seeds; task i becomes shards `ld-<i>`, `kd-<i>`,
+`rejections-<i>` and `episodes-<i>.json`, then one line in `manifest.jsonl` with their checksums
+(generation/shards.py). Only the driver writes. A rerun of the same command skips every task the
+manifest vouches for and replays the rest; the response cache answers every request already paid
+for, so `kill -9` of the driver or of any actor at any moment loses nothing, duplicates nothing, and
+bills nothing twice. An actor that dies takes its task with it: the task is given to a fresh actor.
+
+Throughput: every actor plays its task's episodes in lockstep (one batched teacher call per stage),
+so requests in flight = episodes_per_task x actors, under the cluster-wide rate limiter.
 """
 
 from __future__ import annotations
 
-import json
+import time
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-from generation.shards import shard_paths, write_shard
+from generation.shards import Manifest, commit_task
 from generation.workers import TeacherDemoWorker
 from ray_jobs.cluster import ensure_ray
-from ray_jobs.progress import progress_bar
+from ray_jobs.generation_progress import GenerationProgress, summary_table
+from ray_jobs.generation_services import GenerationServices
+
+SHARD_KINDS = {"ld": "stage_records", "kd": "action_records", "rejections": "rejections"}
+POLL_S = 0.5
 
 
-def _tasks(seeds: list[int], size: int) -> list[tuple[int, list[int]]]:
+def plan_tasks(seeds: list[int], size: int) -> list[tuple[int, list[int]]]:
     return [(i, seeds[j:j + size]) for i, j in enumerate(range(0, len(seeds), size))]
 
 
-def _done(out_dir: Path, index: int) -> bool:
-    return (out_dir / f"episodes-{index:05d}.json").exists()
+class DemoActor(TeacherDemoWorker):
+    """The worker as a Ray actor: also says where it ran."""
+
+    def run_task(self, index: int, seeds: list[int]) -> tuple[int, dict[str, Any]]:
+        import os
+
+        import ray
+
+        index, result = super().run_task(index, seeds)
+        self.policy.meter.push()  # the hub sees the task's last requests before the driver commits it
+        result["where"] = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        return index, result
 
 
-def _write(out_dir: Path, index: int, result: dict[str, Any]) -> None:
-    if result["stage_records"]:
-        write_shard(result["stage_records"], out_dir / f"ld-{index:05d}.parquet")
-        write_shard(result["action_records"], out_dir / f"kd-{index:05d}.parquet")
-    # written last: its presence marks the task complete
-    tmp = out_dir / f".episodes-{index:05d}.json.tmp"
-    tmp.write_text(json.dumps({"episodes": result["episodes"], "usage": result["usage"]}))
-    tmp.replace(out_dir / f"episodes-{index:05d}.json")
+def commit_result(out_dir: Path, manifest: Manifest, index: int, seeds: list[int], result: dict[str, Any]) -> dict:
+    """Shards, episodes file, then the manifest line (the commit point)."""
+    episodes = result["episodes"]
+    info = {"rows": {kind: len(result[key]) for kind, key in SHARD_KINDS.items()},
+            "episodes": len(episodes), "wins": sum(bool(e.get("success")) for e in episodes),
+            "usage": result["usage"], **result.get("where", {})}
+    return commit_task(out_dir, index, seeds, {kind: result[key] for kind, key in SHARD_KINDS.items()},
+                       {"episodes": episodes, "usage": result["usage"]}, info, manifest)
 
 
-def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int]) -> dict[str, Any]:
-    import ray
-    from ray.util import ActorPool
+class _Dispatcher:
+    """Hands tasks to actors as they free up; replaces an actor that died and re-queues its task."""
 
+    def __init__(self, cfg: Any, base_path: Path, hooks: Any, todo: list[tuple[int, list[int]]]):
+        import ray
+
+        self.cfg = cfg
+        self.make = ray.remote(num_cpus=cfg.generation.actor_num_cpus, max_restarts=0)(DemoActor).options(
+            scheduling_strategy="SPREAD")
+        self.base_path, self.hooks = str(base_path), hooks
+        self.queue = deque(todo)
+        self.running: dict[Any, tuple[Any, tuple[int, list[int]]]] = {}
+        self.failures: Counter[int] = Counter()
+        self.actors: list[Any] = []
+        for i in range(min(cfg.generation.num_actors, len(todo))):
+            self._feed(self._spawn(i))
+
+    def _spawn(self, worker_id: int) -> Any:
+        actor = self.make.remote(self.cfg, self.base_path, worker_id, self.hooks)
+        self.actors.append(actor)
+        return actor
+
+    def _feed(self, actor: Any) -> None:
+        if self.queue:
+            task = self.queue.popleft()
+            self.running[actor.run_task.remote(*task)] = (actor, task)
+
+    def next_results(self, timeout_s: float) -> list[tuple[int, list[int], dict[str, Any]]]:
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        ready, _ = ray.wait(list(self.running), num_returns=len(self.running), timeout=timeout_s)
+        out = []
+        for ref in ready:
+            actor, (index, seeds) = self.running.pop(ref)
+            try:
+                _, result = ray.get(ref)
+            except (RayActorError, ActorDiedError, ActorUnavailableError) as error:
+                self.failures[index] += 1
+                if self.failures[index] > self.cfg.generation.task_retries:
+                    raise RuntimeError(f"task {index} (seeds {seeds[0]}..{seeds[-1]}): its actor died "
+                                       f"{self.failures[index]} times; last: {error}") from None
+                self.queue.appendleft((index, seeds))
+                self._feed(self._spawn(len(self.actors)))
+                continue
+            out.append((index, seeds, result))
+            self._feed(actor)
+        return out
+
+    def stop(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], tracker: Any = None) -> dict[str, Any]:
+    """Play every task the manifest does not yet vouch for; returns the job's summary."""
     ensure_ray(cfg.ray)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [(i, s) for i, s in _tasks(seeds, cfg.generation.episodes_per_task) if not _done(out_dir, i)]
-    n_actors = max(1, min(cfg.generation.num_actors, len(todo)))
+    manifest = Manifest(out_dir)
+    plan = plan_tasks(seeds, cfg.generation.episodes_per_task)
+    todo = [(i, s) for i, s in plan if not manifest.done(i, s)]
+    started = time.monotonic()
+    live: dict[str, Any] = {}
+    billing: dict[str, Any] = {}
     if todo:
-        Worker = ray.remote(num_cpus=1)(TeacherDemoWorker)
-        actors = [Worker.remote(cfg, str(base_path), i) for i in range(n_actors)]
-        pool = ActorPool(actors)
-        with progress_bar("teacher demonstrations", len(todo)) as advance:
-            results = pool.map_unordered(lambda actor, task: actor.run_task.remote(*task), todo)
-            for index, result in results:
-                _write(out_dir, index, result)
-                advance(1, f"{len(result['stage_records'])} decisions")
-        for a in actors:
-            ray.kill(a)
-    return summarize_generation(out_dir)
+        services = GenerationServices(cfg, out_dir)
+        dispatcher = None
+        try:
+            dispatcher = _Dispatcher(cfg, base_path, services.hooks, todo)
+            with GenerationProgress(len(plan), len(plan) - len(todo), tracker, cfg.generation.progress,
+                                    cfg.generation.log_every_s) as progress:
+                done = len(plan) - len(todo)
+                while dispatcher.running:
+                    for index, task_seeds, result in dispatcher.next_results(POLL_S):
+                        commit_result(out_dir, manifest, index, task_seeds, result)
+                        done += 1
+                    progress.update(services.totals(), done)
+                live = {**services.totals(), **services.limiter_stats(),
+                        "tasks_retried": sum(dispatcher.failures.values())}
+            billing = services.billing()
+        finally:
+            if dispatcher is not None:
+                dispatcher.stop()
+            services.stop()
+    summary = summarize_generation(out_dir)
+    summary.update(_run_figures(live, billing, time.monotonic() - started))
+    _report(summary, tracker, cfg.generation.progress)
+    return summary
+
+
+def _run_figures(live: dict[str, Any], billing: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """What this invocation did (a resume counts only its own work); empty when there was nothing to do."""
+    if not live:
+        return {"wall_s": round(wall_s, 2)}
+    return {"wall_s": round(wall_s, 2), "requests_per_s": round(live["requests"] / max(wall_s, 1e-9), 2),
+            "run_requests": live["requests"], "run_cache_hits": live["cache_hits"],
+            "run_api_calls": live["api_calls"], "run_cost_usd": live["cost_usd"],
+            "teacher_errors_by_kind": live["errors"], "billed_by_model": billing,
+            "tasks_retried": live["tasks_retried"],
+            **{k: v for k, v in live.items() if k.startswith("limiter_")}}
+
+
+def _report(summary: dict[str, Any], tracker: Any, show: bool) -> None:
+    if show:
+        from rich.console import Console
+
+        Console().print(summary_table(summary))
+    if tracker is not None:
+        flat = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        tracker.summary({f"generation/{k}": v for k, v in flat.items()})
 
 
 def summarize_generation(out_dir: Path) -> dict[str, Any]:
-    from generation.records import StageDecisionRecord
-    from generation.shards import read_records
-
-    episodes, usage = [], {"requests": 0, "input_tokens": 0, "output_tokens": 0, "errors": 0}
-    for path in sorted(out_dir.glob("episodes-*.json")):
-        data = json.loads(path.read_text())
-        episodes += data["episodes"]
-        for k in usage:
-            usage[k] += data["usage"].get(k, 0)
-    ld_paths = shard_paths(out_dir, "ld")
-    n_ld = sum(1 for _ in read_records(ld_paths, StageDecisionRecord)) if ld_paths else 0
-    wins = sum(e["success"] for e in episodes)
-    return {"episodes": len(episodes), "teacher_wins": wins, "stage_records": n_ld,
-            "ld_shards": [str(p) for p in ld_paths], "kd_shards": [str(p) for p in shard_paths(out_dir, "kd")],
-            **{f"teacher_{k}": v for k, v in usage.items()}}
+    """The whole output directory's figures, from its manifest (committed tasks only)."""
+    manifest = Manifest(out_dir)
+    entries = [manifest.entries[i] for i in sorted(manifest.entries)]
+    usage: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    for entry in entries:
+        for key in ("requests", "input_tokens", "output_tokens", "errors", "cache_hits", "api_calls", "reasks",
+                    "cost_usd", "rejections"):
+            usage[key] += entry["usage"].get(key, 0)
+        rejected.update(entry["usage"].get("rejected", {}))
+    rows = Counter()
+    for entry in entries:
+        rows.update(entry.get("rows", {}))
+    return {"tasks": len(entries), "episodes": sum(e.get("episodes", 0) for e in entries),
+            "teacher_wins": sum(e.get("wins", 0) for e in entries), "stage_records": rows["ld"],
+            "action_records": rows["kd"], "rejections": rows["rejections"],
+            "rejections_by_reason": dict(rejected),
+            "ld_shards": [str(p) for p in manifest.paths("ld")], "kd_shards": [str(p) for p in manifest.paths("kd")],
+            "rejection_shards": [str(p) for p in manifest.paths("rejections")],
+            "nodes": sorted({e["node_id"] for e in entries if e.get("node_id")}),
+            **{f"teacher_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in usage.items()}}

@@ -12,9 +12,11 @@ From tests:
     server.stats()["server_error"] == 2;  server.events();  server.reset(latency_s=0.1);  server.stop()
 
 Endpoints: POST /v1/chat/completions, GET /v1/models, GET /stats (counts by outcome, in-flight high-water
-mark), GET /events (the last requests with arrival/answer times), POST /reset (new faults, zeroed counts).
-Faults are checked in this order: auth, rate limits, 5xx, hangs, latency, malformed body, then the reply.
-"First N" faults count requests in arrival order that reached that check.
+mark), GET /events (the last requests with arrival/answer times and prompt hashes), POST /reset (new
+faults, zeroed counts), POST /faults (change some faults, keep every count: `server.set_faults(...)`).
+Faults are checked in this order: auth, rate limits, 5xx, hangs, latency, malformed body, garbage reply
+(a valid completion whose text is useless), truncated reply (half the text, finish_reason "length"),
+then the reply. "First N" faults count requests in arrival order that reached that check.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from aiohttp import web
 from generation.teachers.base import prompt_hash
 
 MALFORMED_BODY = '{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"message": {"rol'
+GARBAGE_REPLY = "I would rather not choose a function today."
 _EVENTS_KEPT = 10_000  # bounded so a load test cannot grow the server without limit
 
 
@@ -65,13 +68,17 @@ class ServerFaults:
     hang_s: float = 3600.0
     malformed_first: int = 0  # the first N requests get 200 with a body that is not JSON
     malformed_fraction: float = 0.0
+    garbage_first: int = 0  # the first N replies say something useless (GARBAGE_REPLY), finish_reason "stop"
+    garbage_fraction: float = 0.0
+    truncate_first: int = 0  # the first N replies are cut to half their words, finish_reason "length"
+    truncate_fraction: float = 0.0
     require_api_key: str | None = None  # 401 (echoing the key sent, as OpenAI does) when it differs
     script_path: str | None = None  # JSONL of {"prompt_hash" | "messages", "reply"[, "finish_reason"]}
     reply_fn: str | None = None  # "module:function", called as fn(messages, model) -> str
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("fail_fraction", "hang_fraction", "malformed_fraction"):
+        for name in ("fail_fraction", "hang_fraction", "malformed_fraction", "garbage_fraction", "truncate_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ServerFaults.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 500 <= self.fail_status <= 599 and self.fail_status not in (408, 409, 429):
@@ -170,6 +177,7 @@ class TeacherServer:
         app.router.add_get("/stats", lambda _: web.json_response(self.run.stats()))
         app.router.add_get("/events", lambda _: web.json_response(list(self.run.events)))
         app.router.add_post("/reset", self.reset)
+        app.router.add_post("/faults", self.set_faults)
         return app
 
     async def models(self, _: web.Request) -> web.Response:
@@ -179,6 +187,11 @@ class TeacherServer:
     async def reset(self, request: web.Request) -> web.Response:
         faults = await request.json() if request.can_read_body else {}
         self.run = _Run(ServerFaults(**faults))
+        return web.json_response({"ok": True})
+
+    async def set_faults(self, request: web.Request) -> web.Response:
+        changes = await request.json()
+        self.run.faults = ServerFaults(**{**dataclasses.asdict(self.run.faults), **changes})
         return web.json_response({"ok": True})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -229,12 +242,19 @@ class TeacherServer:
             await asyncio.sleep(latency)
         if run.hits("malformed", faults.malformed_first, faults.malformed_fraction):
             return "malformed", web.Response(text=MALFORMED_BODY, content_type="application/json"), digest
+        if run.hits("garbage", faults.garbage_first, faults.garbage_fraction):
+            return self._completion(run, body, messages, digest, override=(GARBAGE_REPLY, "garbage"))
+        if run.hits("truncate", faults.truncate_first, faults.truncate_fraction):
+            return self._completion(run, body, messages, digest, override=(None, "truncate"))
         return self._completion(run, body, messages, digest)
 
-    def _completion(self, run: _Run, body: dict, messages: list, digest: str) -> tuple[str, web.Response, str]:
+    def _completion(self, run: _Run, body: dict, messages: list, digest: str,
+                    override: tuple[str | None, str] | None = None) -> tuple[str, web.Response, str]:
         model = body.get("model") or run.faults.model
         finish_reason = "stop"
-        if run.script is not None:
+        if override is not None and override[1] == "garbage":
+            text = override[0]
+        elif run.script is not None:
             if digest not in run.script:
                 message = f"no scripted reply for prompt hash {digest}"
                 return "unscripted", _openai_error(400, message, "invalid_request_error"), digest
@@ -242,6 +262,9 @@ class TeacherServer:
         else:
             text = run.reply_fn(messages, model)
         words = text.split()
+        if override is not None and override[1] == "truncate":  # as if max_tokens were half the reply
+            words = words[:max(1, len(words) // 2)]
+            text, finish_reason = " ".join(words), "length"
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         if limit and len(words) > limit:  # one word = one token here; truncation mirrors a real length stop
             words = words[:limit]
@@ -259,7 +282,8 @@ class TeacherServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                       "total_tokens": prompt_tokens + len(words)},
         }
-        return ("truncated" if finish_reason == "length" else "ok"), web.json_response(reply), digest
+        outcome = "garbage" if override is not None and override[1] == "garbage" else "ok"
+        return ("truncated" if finish_reason == "length" else outcome), web.json_response(reply), digest
 
 
 def _seconds_header(seconds: float) -> str:
@@ -320,7 +344,7 @@ class ServerHandle:
         return self.url.removesuffix("/v1")
 
     def stats(self) -> dict[str, Any]:
-        """Counts by outcome (ok, truncated, rate_limited, server_error, hung, malformed, unauthorized,
+        """Counts by outcome (ok, truncated, garbage, rate_limited, server_error, hung, malformed, unauthorized,
         bad_request, unscripted), `requests` in all, and `in_flight` / `max_in_flight`."""
         return collections.Counter(self._call("GET", "/stats"))
 
@@ -330,6 +354,16 @@ class ServerHandle:
     def reset(self, **faults: Any) -> None:
         ServerFaults(**faults)  # fail here, not in the server, on a bad fault name
         self._call("POST", "/reset", faults)
+
+    def set_faults(self, **changes: Any) -> None:
+        """Change some faults now; counts, events and "first N" progress are kept."""
+        ServerFaults(**changes)
+        self._call("POST", "/faults", changes)
+
+    def answered_per_prompt(self) -> dict[str, int]:
+        """How many times each prompt hash got a completion (a billed answer, useful or not), from the events."""
+        answered = ("ok", "garbage", "truncated")
+        return dict(collections.Counter(e["prompt_hash"] for e in self.events() if e["outcome"] in answered))
 
     def stop(self) -> None:
         if self.process.poll() is None:

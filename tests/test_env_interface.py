@@ -8,9 +8,16 @@ import pytest
 
 from generation.envs.base import (HELDOUT_SEED_OFFSET, DecisionEnv, Instruction, StepResult, aggregate,
                                   aggregate_by, heldout_seeds, train_seeds)
+from configs.task_schema import EmergencyConfig, PursuitConfig
 from generation.envs.pursuit.env import PursuitEnv
+from generation.envs.twentyone.env import TwentyOneEnv
 
-ENVS = [PursuitEnv]
+
+def PursuitWithEmergencies() -> PursuitEnv:
+    return PursuitEnv(PursuitConfig(emergencies=EmergencyConfig(probability=1.0)))
+
+
+ENVS = [PursuitEnv, PursuitWithEmergencies, TwentyOneEnv]
 
 
 @pytest.fixture(params=ENVS, ids=lambda cls: cls.__name__)

@@ -36,10 +36,19 @@ def test_tokenizer_round_trips_every_sample_text(tokenizer):
 
 def test_tokenizer_learned_merges_and_special_tokens(tokenizer):
     text = SAMPLE_TEXTS[0]
-    assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) < len(text.encode()) / 2
+    assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) < len(text.encode()) / 1.5
     for token in (tokenizer.pad_token, tokenizer.bos_token, tokenizer.eos_token, "<|user|>", "<|assistant|>"):
         assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
     assert len({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id}) == 3
+
+
+def test_values_tokenize_alike_in_instruction_and_call(tokenizer):
+    """Digits and call punctuation are their own tokens, so `[2, 0]` in a call copies `[2, 0]` in a prompt."""
+    in_prompt = tokenizer.tokenize("guard cell [2, 0] now")
+    in_call = tokenizer.tokenize('guard_cell(cell=[2, 0])')
+    span = ["[", "2", ",", "Ġ", "0", "]"]
+    for tokens in (in_prompt, in_call):
+        assert any(tokens[i:i + len(span)] == span for i in range(len(tokens))), tokens
 
 
 def test_chat_template_ends_every_assistant_turn_with_eos(tokenizer):

@@ -1,4 +1,4 @@
-"""SFT data masking, the loss and schedule, the launch command, and real multi-process DeepSpeed runs on CPU."""
+"""SFT data masking, the loss and schedule, the launch commands (fast; real runs: test_training_distributed.py)."""
 
 import os
 
@@ -6,42 +6,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import math
-import random
-from pathlib import Path
 
 import pytest
-import yaml
 
-from configs.training_schema import StudentConfig, TrainingConfig
-from generation.tracking import read_side_log
-from launch.train_launcher import build_launch_command
+from configs.training_schema import TrainingConfig
+from launch.train_launcher import build_launch_command, with_topology
+from training.losses import completion_loss_sum, completion_token_hits
+from training.optim import lr_at
 from training.sft_data import (IGNORE_INDEX, LeftPadCollator, encode_example, encode_rows, read_sft_rows,
                                render_chat_pair)
-from training.student_builder import CHAT_TEMPLATE, build_student, train_tokenizer
-from training.train import completion_loss_sum, lr_at
-
-COLOURS = ["red", "green", "blue", "amber"]
-
-
-def synthetic_rows(n: int, seed: int = 0) -> list[dict]:
-    """Short structured task: the completion is a JSON call whose argument is named in the prompt."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        colour = rng.choice(COLOURS)
-        noise = " ".join(rng.choice(["walls", "block", "the", "pursuer", "moves", "one", "cell"]) for _ in range(12))
-        prompt = f"Turn {i}. Rules: {noise}.\nThe signal is {colour}.\nSelect one function."
-        rows.append({"prompt": prompt, "completion": f'{{"call": "signal", "colour": "{colour}"}}'})
-    return rows
-
-
-def write_parquet(rows: list[dict], path: Path) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return path
+from training.student_builder import CHAT_TEMPLATE, train_tokenizer
+from training_helpers import synthetic_rows, write_parquet
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +97,12 @@ def test_collator_left_pads_and_keeps_logits_for_every_completion_token(tokenize
     torch.testing.assert_close(loss_full, manual)
     loss_half, _ = completion_loss_sum(kept, batch["labels"], torch.tensor([0.5, 0.5, 0.5, 0.5]))
     torch.testing.assert_close(loss_half, loss_kept / 2)
+    per_token = torch.full(batch["input_ids"].shape, 0.5)  # the packed form: one weight per token
+    torch.testing.assert_close(completion_loss_sum(kept, batch["labels"], per_token)[0], loss_kept / 2)
+    hits, n_hits = completion_token_hits(full, batch["labels"])
+    predicted = full[:, :-1].argmax(-1)
+    targets = batch["labels"][:, 1:]
+    assert n_hits == n_full and hits == ((predicted == targets) & (targets != IGNORE_INDEX)).sum()
 
 
 def test_learning_rate_schedules():
@@ -180,81 +161,36 @@ def test_launch_command_multinode_gpu():
     assert argv[argv.index("--main_process_port") + 1] == "29555"
 
 
-# ---------------------------------------------------------------- real multi-process runs (slow)
-
-RUN_TRAINING = dict(num_processes=2, per_device_batch_size=8, max_steps=24, log_every=4, warmup_ratio=0.1,
-                    learning_rate=3e-3, seed=1)
-
-
-@pytest.fixture(scope="module")
-def student_and_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sft")
-    rows = synthetic_rows(400)
-    data = write_parquet(rows, root / "data" / "part-0.parquet")
-    student_cfg = StudentConfig(preset="tiny", vocab_size=400, max_seq_len=128)
-    student = build_student(student_cfg, [r["prompt"] + r["completion"] for r in rows], root / "student-init")
-    return student_cfg, student, data, rows
+def test_launch_command_multinode_on_cpu_uses_standard_launcher():
+    cfg = TrainingConfig(num_processes=2, num_machines=2, machine_rank=1, main_process_ip="127.0.0.1")
+    argv = build_launch_command("c.yaml", "data", "s", "o", "r", "j", cfg, cuda_available=False, port=29511,
+                                base_env={}, cpu_count=2).argv
+    assert argv[argv.index("--config_file") + 1].endswith("accelerate/cpu.yaml")  # use_cpu, DeepSpeed on gloo
+    assert argv[argv.index("--deepspeed_multinode_launcher") + 1] == "standard"
+    assert argv[argv.index("--machine_rank") + 1] == "1" and argv[argv.index("--num_machines") + 1] == "2"
 
 
-def train_with(tmp_path: Path, student_and_data, job: str, **training) -> tuple[Path, Path]:
-    from launch.train_launcher import run_training
-
-    student_cfg, student, data, _ = student_and_data
-    training_cfg = TrainingConfig(**{**RUN_TRAINING, **training})
-    run_dir = tmp_path / "run"
-    config_path = run_dir / "config.resolved.yaml"
-    config_path.parent.mkdir(parents=True)
-    config_path.write_text(yaml.safe_dump({
-        "student": student_cfg.model_dump(mode="json"), "training": training_cfg.model_dump(mode="json"),
-        "wandb": {"mode": "offline"}, "teacher": {"ignored": "by training"}}))
-    out = run_training(config_path, [data.parent], student, tmp_path / "out", run_dir, job, training_cfg, echo=False)
-    return out, run_dir
-
-
-@pytest.mark.slow
-def test_two_process_zero2_run_learns_and_exports(tmp_path, student_and_data):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out, run_dir = train_with(tmp_path, student_and_data, "train_ld", zero_stage=2)
-    rows = read_side_log(run_dir, "train_ld")
-    assert [r["step"] for r in rows] == [1, 4, 8, 12, 16, 20, 24]
-    assert rows[-1]["loss"] < 0.3 * rows[0]["loss"]
-    assert all(r["tokens_per_s"] > 0 and r["grad_norm"] > 0 for r in rows)
-    assert list(run_dir.glob("wandb/offline-run-*")), "no offline W&B run was written"
-
-    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
-    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
-    prompt = student_and_data[3][0]["prompt"]
-    inputs = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                     return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        generated = model.generate(**inputs, max_new_tokens=24, do_sample=False)
-    text = tok.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert text.startswith('{"call": "signal", "colour": "'), text
+def test_torchrun_command_carries_the_deepspeed_settings():
+    cfg = TrainingConfig(num_processes=8, num_machines=2, machine_rank=1, main_process_ip="10.0.0.9",
+                         main_process_port=29400, zero_stage=3, mixed_precision="bf16")
+    cmd = build_launch_command("c.yaml", ["d"], "s", "o", "r", "j", cfg, cuda_available=True, base_env={},
+                               launcher="torchrun", resume="never")
+    argv = cmd.argv
+    assert argv[1:3] == ["-m", "torch.distributed.run"]
+    assert argv[argv.index("--nproc_per_node") + 1] == "4" and argv[argv.index("--node_rank") + 1] == "1"
+    assert argv[argv.index("--master_addr") + 1] == "10.0.0.9" and argv[argv.index("--master_port") + 1] == "29400"
+    assert argv[argv.index("-m", 3) + 1] == "training.train" and argv[-2:] == ["--resume", "never"]
+    assert cmd.env["ACCELERATE_USE_DEEPSPEED"] == "true" and cmd.env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert cmd.env["ACCELERATE_DEEPSPEED_CONFIG_FILE"].endswith("deepspeed/zero3.json")
+    assert cmd.env["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true"  # gpu/multinode yaml partition at load
+    with pytest.raises(ValueError, match="unknown launcher"):
+        build_launch_command("c", ["d"], "s", "o", "r", "j", cfg, cuda_available=True, base_env={}, launcher="mpirun")
 
 
-@pytest.mark.slow
-def test_zero3_with_accumulation_matches_zero2_losses(tmp_path, student_and_data):
-    """Invariants: ZeRO-3 sharding and micro-batch 4 x accumulation 2 see the same 16 examples per step
-    as ZeRO-2 with micro-batch 8, and the loss is normalised by all their completion tokens, so the
-    loss curves must agree."""
-    zero2_out, zero2_dir = train_with(tmp_path / "z2", student_and_data, "train_z2", zero_stage=2, max_steps=6,
-                                      log_every=1)
-    zero3_out, zero3_dir = train_with(tmp_path / "z3", student_and_data, "train_z3", zero_stage=3, max_steps=6, log_every=1,
-                                per_device_batch_size=4, gradient_accumulation_steps=2)
-    zero2 = [r["loss"] for r in read_side_log(zero2_dir, "train_z2")]
-    zero3 = [r["loss"] for r in read_side_log(zero3_dir, "train_z3")]
-    assert len(zero3) == 6 and zero3 == pytest.approx(zero2, rel=1e-3)
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    # The ZeRO-3 export is the gathered model, not per-rank placeholders: it equals the ZeRO-2 export.
-    weights2 = AutoModelForCausalLM.from_pretrained(zero2_out, local_files_only=True).state_dict()
-    weights3 = AutoModelForCausalLM.from_pretrained(zero3_out, local_files_only=True).state_dict()
-    assert weights2.keys() == weights3.keys()
-    for name, tensor in weights3.items():
-        assert tensor.shape == weights2[name].shape, name
-        torch.testing.assert_close(tensor, weights2[name], atol=1e-4, rtol=1e-3, msg=name)
-    initial = AutoModelForCausalLM.from_pretrained(student_and_data[1], local_files_only=True).state_dict()
-    assert not torch.allclose(initial["model.layers.0.mlp.up_proj.weight"], weights3["model.layers.0.mlp.up_proj.weight"])
+def test_node_topology_flags_override_the_config():
+    cfg = TrainingConfig(num_processes=2, per_device_batch_size=2, global_batch_size=32)
+    node = with_topology(cfg, nnodes=4, node_rank=3, master_addr="10.0.0.1", nproc_per_node=2)
+    assert (node.num_machines, node.machine_rank, node.num_processes) == (4, 3, 8)
+    assert node.main_process_ip == "10.0.0.1" and node.global_batch_size == 32
+    with pytest.raises(ValueError, match="not divisible"):
+        with_topology(cfg, nnodes=3, node_rank=0, master_addr="h", nproc_per_node=2)  # 32 / (2 x 6)

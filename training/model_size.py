@@ -63,3 +63,32 @@ def describe(preset: StudentPreset, vocab_size: int, seq_len: int) -> str:
     flops = training_flops_per_token(preset, vocab_size, seq_len)
     return (f"{size.total / 1e6:.2f}M parameters ({size.non_embedding / 1e6:.2f}M non-embedding), "
             f"{flops / 1e6:.1f} MFLOP per training token at context {seq_len}")
+
+
+@dataclass(frozen=True)
+class FlopsModel:
+    """Training FLOPs of a Llama-shaped model: 6·N_matmul per token + 12·L·H·d_head per attended pair.
+
+    `attention_pairs` is sum(n²) over the examples of a batch: with packing (block-diagonal attention)
+    a token attends only within its example, so n tokens of an n-token example each see n positions
+    (the PaLM convention counts the full n, not n/2 for causality). For one sequence of length T this
+    is exactly `training_flops_per_token(..., seq_len=T) * T`.
+    """
+
+    matmul_params: int
+    attention_coeff: int  # layers x heads x head_dim
+
+    def training_flops(self, tokens: int, attention_pairs: int) -> float:
+        return 6.0 * self.matmul_params * tokens + 12.0 * self.attention_coeff * attention_pairs
+
+
+def flops_model_from_hf_config(config) -> FlopsModel:
+    """The FlopsModel of a loaded Llama/Qwen/Mistral-style HF config (explicit head_dim honoured)."""
+    d, heads = config.hidden_size, config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    q_out, kv_out = heads * head_dim, kv_heads * head_dim
+    per_layer = d * q_out + 2 * d * kv_out + q_out * d + 3 * d * config.intermediate_size
+    layers = config.num_hidden_layers
+    return FlopsModel(matmul_params=layers * per_layer + config.vocab_size * d,
+                      attention_coeff=layers * heads * head_dim)

@@ -160,4 +160,6 @@ class LeftPadCollator:
             "weights": torch.tensor([e.weight for e in examples], dtype=torch.float32),
             # The logit at position t predicts token t+1, so keep from first_label - 1 on.
             "logits_to_keep": width - first_label + 1,
+            "num_tokens": sum(len(e.input_ids) for e in examples),  # real (non-pad) tokens, for throughput
+            "attention_pairs": sum(len(e.input_ids) ** 2 for e in examples),  # for the attention FLOPs
         }

@@ -40,7 +40,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
 
     Byte-level means every string round-trips (no unknown characters). Saved to `out_dir` if given.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     texts = list(texts)
@@ -50,7 +50,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
         raise ValueError(f"vocab_size {vocab_size} is too small for a byte-level tokenizer "
                          f"(needs at least {256 + len(SPECIAL_TOKENS)})")
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Digits and the punctuation of calls and data (brackets, quotes, commas, `=`, `:`) become
+    # tokens of their own, the same tokens wherever they stand
+    # ("cell [2, 0]" in an instruction, "cell=[2, 0]" in a call): a small student can then copy
+    # arguments with an induction head instead of memorising every value-in-context merge.
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(Regex(r'[\[\](){}",=:]'), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,

@@ -1,16 +1,16 @@
 """The one training loop: supervised fine-tuning of a student on prompt/completion parquet files.
 
-Runs under `accelerate launch` on 1..N processes, CPU (gloo) or GPU (NCCL), one node or many.
-ZeRO stage, offload and precision come from the shipped DeepSpeed JSON (see configs/deepspeed/);
-"auto" entries there are filled from the `training` section, so no value is set in two places.
+Runs under `accelerate launch` (or torchrun, SLURM `srun`, Ray Train) on 1..N processes, CPU (gloo)
+or GPU (NCCL), one node or many. ZeRO stage, offload and precision come from the DeepSpeed JSON
+the launch names (configs/deepspeed/); its "auto" entries are filled from the `training` section.
 
-    accelerate launch --config_file configs/accelerate/cpu.yaml \
-        --deepspeed_config_file configs/deepspeed/zero2.json --num_processes 2 \
-        -m training.train --config runs/x/config.resolved.yaml --data runs/x/data/ld \
-        --student runs/x/students/ld-init --out runs/x/students/ld --run-dir runs/x --job train_ld
+    accelerate launch --config_file configs/accelerate/cpu.yaml \\
+        --deepspeed_config_file configs/deepspeed/zero2.json --num_processes 2 \\
+        -m training.train --config runs/x/config.resolved.yaml --data runs/x/data/ld \\
+        --student runs/x/students/init --out runs/x/students/ld --run-dir runs/x --job train_ld
 
-(`launch/train_launcher.py` builds exactly this command.) The resolved config's `student`,
-`training` and `wandb` sections are read; other sections are ignored.
+(`launch/train_launcher.py` builds exactly this command.) Re-running the same command after a kill
+resumes from the newest checkpoint in `<run-dir>/checkpoints/<job>` (training.resume=auto).
 """
 
 from __future__ import annotations
@@ -20,15 +20,23 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from configs.training_schema import (StudentConfig, TrainingConfig, effective_learning_rate,
-                                     resolve_deepspeed_config)
+from configs.training_schema import (StudentConfig, TrainingConfig, accumulation_steps, effective_learning_rate,
+                                     global_batch_rows)
 from generation.tracking import Tracker, WandbConfig
-from training.sft_data import IGNORE_INDEX, LeftPadCollator, encode_rows, read_sft_rows
+from training import checkpoints as ckpt
+from training.data_plan import DataPlan, build_rows, eval_batches, make_collate, model_inputs, split_eval
+from training.distributed import deepspeed_json_path, deepspeed_stage, make_accelerator
+from training.export import export_checkpoint
+from training.losses import completion_loss_sum, completion_token_hits
+from training.metrics import StepStats, max_over_ranks, measure_peak_flops, peak_memory_bytes
+from training.optim import build_optimizer, lr_at, set_lr
+from training.preflight import PreflightError, read_deepspeed_json, run_preflight
+from training.sft_data import IGNORE_INDEX, encode_rows, read_sft_rows
 
 
 @dataclass
@@ -43,153 +51,9 @@ def load_run_config(path: str | Path) -> RunConfig:
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a run config must be a mapping of sections")
-    return RunConfig(
-        student=StudentConfig.model_validate(raw.get("student") or {}),
-        training=TrainingConfig.model_validate(raw.get("training") or {}),
-        wandb=WandbConfig.model_validate(raw.get("wandb") or {}),
-    )
-
-
-def lr_at(step: int, total_steps: int, cfg: TrainingConfig, peak_lr: float) -> float:
-    """Learning rate for optimizer step `step` (0-based): linear warmup, then the chosen decay to
-    `min_lr_ratio * peak_lr` at the last step."""
-    warmup = int(cfg.warmup_ratio * total_steps)
-    if step < warmup:
-        return peak_lr * (step + 1) / warmup
-    if cfg.lr_schedule == "constant":
-        return peak_lr
-    progress = (step - warmup) / max(1, total_steps - warmup - 1)
-    progress = min(1.0, progress)
-    if cfg.lr_schedule == "cosine":
-        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
-    else:
-        decay = 1.0 - progress
-    floor = cfg.min_lr_ratio
-    return peak_lr * (floor + (1.0 - floor) * decay)
-
-
-def completion_loss_sum(logits, labels, weights):
-    """Sum over completion tokens of (example weight x cross-entropy), and the number of those tokens.
-
-    `logits` covers the last K positions of the batch (K = logits.shape[1]); position t predicts t+1.
-    """
-    import torch.nn.functional as F
-
-    keep = logits.shape[1]
-    targets = labels[:, labels.shape[1] - keep + 1:]
-    per_token = F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-        ignore_index=IGNORE_INDEX, reduction="none",
-    ).view(targets.shape)
-    mask = targets != IGNORE_INDEX
-    return (per_token * weights[:, None] * mask).sum(), mask.sum()
-
-
-def make_accelerator(cfg: TrainingConfig):
-    """An Accelerator whose DeepSpeed plugin (when launched with DeepSpeed) reads the run's JSON file.
-
-    Gradient clipping and accumulation fill the JSON's "auto" entries; a concrete value in the JSON
-    wins. On a machine without CUDA the process group must be gloo, or each rank trains alone.
-    """
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DeepSpeedPlugin, GradientAccumulationPlugin, InitProcessGroupKwargs
-
-    handlers = [] if torch.cuda.is_available() else [InitProcessGroupKwargs(backend="gloo")]
-    plugin = None
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        ds_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE") or str(resolve_deepspeed_config(cfg))
-        plugin = DeepSpeedPlugin(hf_ds_config=ds_file, gradient_clipping=cfg.max_grad_norm)
-    # We only ever run whole accumulation windows, so the dataloader end must not force a sync.
-    accumulation = GradientAccumulationPlugin(num_steps=cfg.gradient_accumulation_steps, sync_with_dataloader=False)
-    return Accelerator(mixed_precision=cfg.mixed_precision, deepspeed_plugin=plugin,
-                       gradient_accumulation_plugin=accumulation, kwargs_handlers=handlers)
-
-
-def build_optimizer(model, cfg: TrainingConfig, lr: float):
-    """Plain torch AdamW (no fused/cpu-Adam build); no weight decay on norms and biases."""
-    import torch
-
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
-
-
-def accumulation_windows(loader, size: int):
-    """Yield lists of `size` consecutive batches; a trailing partial window is dropped."""
-    window = []
-    for batch in loader:
-        window.append(batch)
-        if len(window) == size:
-            yield window
-            window = []
-
-
-class StepStats:
-    """Loss / token counters between two log lines, reduced over all ranks when read."""
-
-    def __init__(self) -> None:
-        self.loss_sum = self.completion_tokens = self.tokens = 0.0
-        self.started = time.perf_counter()
-
-    def add(self, loss_sum: float, completion_tokens: int, tokens: int) -> None:
-        self.loss_sum += loss_sum
-        self.completion_tokens += completion_tokens
-        self.tokens += tokens
-
-    def reduce(self, accelerator) -> dict:
-        import torch
-
-        local = torch.tensor([self.loss_sum, self.completion_tokens, self.tokens], device=accelerator.device,
-                             dtype=torch.float64)
-        total = accelerator.reduce(local, reduction="sum").tolist()
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        return {"loss": total[0] / max(total[1], 1.0), "tokens_per_s": total[2] / elapsed,
-                "completion_tokens_per_s": total[1] / elapsed}
-
-
-def train_window(accelerator, model, optimizer, window, lr: float, max_grad_norm: float,
-                 stats: StepStats) -> float | None:
-    """One optimizer step over a window of micro-batches; returns the gradient norm before clipping
-    (None where the engine does not report it: DeepSpeed ZeRO-0).
-
-    The loss of each micro-batch is its summed completion-token loss divided by the completion
-    tokens of the whole window on all ranks, rescaled so that the framework's division by the
-    accumulation steps and averaging over ranks leave exactly sum(loss) / global completion tokens.
-    """
-    import torch
-
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    local_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in window)
-    global_tokens = accelerator.reduce(torch.tensor(float(local_tokens), device=accelerator.device), "sum")
-    scale = accelerator.num_processes * len(window) / global_tokens.clamp(min=1.0)
-    grad_norm = None
-    for batch in window:
-        with accelerator.accumulate(model):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           position_ids=batch["position_ids"], logits_to_keep=batch["logits_to_keep"]).logits
-            loss_sum, n_tokens = completion_loss_sum(logits, batch["labels"], batch["weights"])
-            accelerator.backward(loss_sum * scale)
-            stats.add(float(loss_sum.detach()), int(n_tokens), int(batch["attention_mask"].sum()))
-            if accelerator.sync_gradients:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-    return float(grad_norm) if grad_norm is not None else None
-
-
-def export_checkpoint(accelerator, model, tokenizer, out_dir: Path) -> None:
-    """A consolidated HF checkpoint for any ZeRO stage (ZeRO-3 gathers 16-bit weights on all ranks)."""
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)  # a collective under ZeRO-3: every rank calls it
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(str(out_dir), state_dict=state_dict, safe_serialization=True)
-        tokenizer.save_pretrained(str(out_dir))
-    accelerator.wait_for_everyone()
+    return RunConfig(student=StudentConfig.model_validate(raw.get("student") or {}),
+                     training=TrainingConfig.model_validate(raw.get("training") or {}),
+                     wandb=WandbConfig.model_validate(raw.get("wandb") or {}))
 
 
 @dataclass
@@ -199,92 +63,285 @@ class Session:
     accelerator: object
     model: object
     optimizer: object
-    loader: object
     tokenizer: object
-    num_examples: int
+    plan: DataPlan
+    eval_set: list
     peak_lr: float
-    windows_per_epoch: int
     total_steps: int
+    start_step: int
+    fingerprint: dict
+    flops: object
+    peak_flops: float | None
+    checkpoint_root: Path
+    resumed_from: Path | None = None
+    saved_state: dict = field(default_factory=dict)
 
 
-def setup(run_cfg: RunConfig, data: list[str], student_dir: Path) -> Session:
+def train_window(accelerator, model, optimizer, window: list[dict], lr: float, max_grad_norm: float,
+                 stats: StepStats) -> float | None:
+    """One optimizer step over this rank's micro-batches; returns the gradient norm before clipping
+    (None where the engine does not report it: DeepSpeed ZeRO-0).
+
+    Each micro-batch's loss is its summed completion-token loss divided by the completion tokens of
+    the whole step on all ranks, rescaled so that the framework's division by the accumulation
+    steps and averaging over ranks leave exactly sum(loss) / global completion tokens.
+    """
     import torch
+
+    set_lr(optimizer, lr)
+    local_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in window)
+    global_tokens = accelerator.reduce(torch.tensor(float(local_tokens), device=accelerator.device), "sum")
+    scale = accelerator.num_processes * len(window) / global_tokens.clamp(min=1.0)
+    grad_norm = None
+    for batch in window:
+        with accelerator.accumulate(model):
+            logits = model(**model_inputs(batch, accelerator.device)).logits
+            loss_sum, n_tokens = completion_loss_sum(logits, batch["labels"].to(accelerator.device),
+                                                     batch["weights"].to(accelerator.device))
+            accelerator.backward(loss_sum * scale)
+            stats.add(float(loss_sum.detach()), int(n_tokens), batch["num_tokens"], batch["attention_pairs"])
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+    return float(grad_norm) if grad_norm is not None else None
+
+
+def evaluate(session: Session) -> dict:
+    """Completion-token loss and greedy token accuracy on the held-out rows, over all ranks."""
+    import torch
+
+    accelerator, model = session.accelerator, session.model
+    totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+    model.eval()
+    with torch.no_grad():
+        for batch, counted in session.eval_set:
+            logits = model(**model_inputs(batch, accelerator.device)).logits
+            labels = batch["labels"].to(accelerator.device)
+            loss_sum, n = completion_loss_sum(logits, labels, batch["weights"].to(accelerator.device))
+            hits, _ = completion_token_hits(logits, labels)
+            if counted:
+                totals += torch.stack([loss_sum.double(), n.double(), hits.double()])
+    model.train()
+    loss_sum, n, hits = accelerator.reduce(totals, "sum").tolist()
+    return {"eval_loss": loss_sum / max(n, 1.0), "eval_token_accuracy": hits / max(n, 1.0), "eval_tokens": n}
+
+
+def _fingerprint(run_cfg: RunConfig, peak_lr: float, total_steps: int, plan: DataPlan) -> dict:
+    """What must match for a resume to continue the same run (process count and split may change)."""
+    cfg = run_cfg.training
+    return {"student": run_cfg.student.model_dump(mode="json"), "seed": cfg.seed, "peak_lr": peak_lr,
+            "total_steps": total_steps, "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
+            "min_lr_ratio": cfg.min_lr_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
+            "packing": cfg.packing, "lora": cfg.lora.model_dump(mode="json") if cfg.lora else None,
+            "mixed_precision": cfg.mixed_precision, "rows_per_step": plan.rows_per_step, "train_rows": len(plan.rows)}
+
+
+def _needs_universal(saved: dict, world: int, stage: int | None) -> bool:
+    saved_stage = saved.get("deepspeed_stage")
+    if (saved_stage is None) != (stage is None):
+        raise PreflightError("the checkpoint was written with" + (" DeepSpeed" if saved_stage is not None else "out")
+                             + " DeepSpeed and this launch is" + ("n't" if stage is None else "") + " using it; "
+                             "resume with the same kind of launch, or start from the exported weights")
+    return stage is not None and (saved["world_size"] != world or saved_stage != stage) and max(saved_stage, stage) > 0
+
+
+def setup(run_cfg: RunConfig, data: list[str], student_dir: Path, checkpoint_root: Path) -> Session:
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from training.model_setup import load_student
+    from training.model_size import flops_model_from_hf_config
 
     cfg = run_cfg.training
-    accelerator = make_accelerator(cfg)  # before the model exists, so ZeRO-3 can partition at init
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by every launcher before the process starts
+    ds_path = deepspeed_json_path(cfg)
+    ds_config = read_deepspeed_json(ds_path) if ds_path else None
+    run_preflight(cfg, student_dir, ds_path, world)  # before any process group, model or data work
+    resumed_from = ckpt.resolve_resume(cfg.resume, checkpoint_root)
+    saved = ckpt.read_trainer_state(resumed_from) if resumed_from else {}
+    universal = bool(saved) and _needs_universal(saved, world, deepspeed_stage(ds_config))
+    accelerator = make_accelerator(cfg, accumulation_steps(cfg, world), ds_config, load_universal=universal)
+    if accelerator.num_processes != world:
+        raise RuntimeError(f"WORLD_SIZE={world} but the process group has {accelerator.num_processes} processes")
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(student_dir))
     examples = encode_rows(tokenizer, read_sft_rows(data), run_cfg.student.max_seq_len)
-    loader = DataLoader(examples, batch_size=cfg.per_device_batch_size, shuffle=True,
-                        collate_fn=LeftPadCollator(tokenizer.pad_token_id),
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    train_examples, held_out = split_eval(examples, cfg.eval_fraction, cfg.seed)
+    collate = make_collate(tokenizer.pad_token_id, cfg.packing)
+    plan = DataPlan(build_rows(train_examples, cfg.packing, run_cfg.student.max_seq_len),
+                    global_batch_rows(cfg, world), cfg.per_device_batch_size, world, accelerator.process_index,
+                    cfg.seed, collate)
+    eval_set = eval_batches(held_out, cfg.per_device_batch_size, world, accelerator.process_index, collate,
+                            cfg.packing, run_cfg.student.max_seq_len)
     peak_lr = effective_learning_rate(cfg, run_cfg.student)
-    model, optimizer, loader = accelerator.prepare(model, build_optimizer(model, cfg, peak_lr), loader)
-    windows_per_epoch = len(loader) // cfg.gradient_accumulation_steps
-    if windows_per_epoch == 0:
-        raise ValueError(f"{len(examples)} examples make {len(loader)} batches per process, fewer than "
-                         f"gradient_accumulation_steps={cfg.gradient_accumulation_steps}")
-    total_steps = cfg.max_steps or math.ceil(cfg.epochs * windows_per_epoch)
-    return Session(accelerator, model, optimizer, loader, tokenizer, len(examples), peak_lr,
-                   windows_per_epoch, total_steps)
+    total_steps = cfg.max_steps or math.ceil(cfg.epochs * plan.steps_per_epoch)
+    fingerprint = _fingerprint(run_cfg, peak_lr, total_steps, plan)
+    if saved:
+        differences = ckpt.fingerprint_differences(saved["fingerprint"], fingerprint)
+        if differences and cfg.resume == "auto":
+            raise PreflightError(f"checkpoint {resumed_from} belongs to a different run ({'; '.join(differences)}); "
+                                 "delete it, set training.resume=never with another checkpoint_dir, or resume it "
+                                 "explicitly with training.resume=<path>")
+        if differences:
+            accelerator.print(f"warning: resuming {resumed_from} although {'; '.join(differences)}")
+    model = load_student(student_dir, cfg)
+    flops = flops_model_from_hf_config(model.config)
+    optimizer = build_optimizer(model, cfg, peak_lr, ds_config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if resumed_from:
+        _restore(accelerator, model, resumed_from, universal)
+    peak = cfg.peak_tflops * 1e12 if cfg.peak_tflops else None
+    if peak is None and accelerator.is_main_process:
+        on_gpu = accelerator.device.type == "cuda"
+        peak = measure_peak_flops(accelerator.device, cfg.mixed_precision.replace("no", "fp32") if on_gpu else "fp32")
+    return Session(accelerator, model, optimizer, tokenizer, plan, eval_set, peak_lr, total_steps,
+                   int(saved.get("step", 0)), fingerprint, flops, peak, checkpoint_root, resumed_from, saved)
 
 
-def train_loop(session: Session, cfg: TrainingConfig, tracker: Tracker | None, job: str) -> dict:
-    """Run `session.total_steps` optimizer steps; log on rank 0; return the last logged metrics."""
-    accelerator, loader = session.accelerator, session.loader
+def _restore(accelerator, model, checkpoint: Path, universal: bool) -> None:
+    """Model, optimizer and RNG from `checkpoint`; through its universal form on another world size/stage."""
+    if not universal:
+        accelerator.load_state(str(checkpoint))
+        return
+    if accelerator.is_main_process:
+        ckpt.convert_to_universal(checkpoint)
+    accelerator.wait_for_everyone()
+    model.load_checkpoint(str(ckpt.universal_dir(checkpoint)), tag=ckpt.DS_TAG, load_optimizer_states=True,
+                          load_lr_scheduler_states=False)
+    rng_file = Path(checkpoint) / f"random_states_{accelerator.process_index}.pkl"
+    if rng_file.is_file():  # ranks beyond the old world size keep their seeded RNG
+        _restore_rng(rng_file)
+
+
+def _restore_rng(path: Path) -> None:
+    """Python, NumPy and torch RNG states from accelerate's per-rank `random_states_<rank>.pkl`."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = torch.load(path, weights_only=False)
+    random.setstate(states["random_state"])
+    np.random.set_state(states["numpy_random_seed"])
+    torch.set_rng_state(states["torch_manual_seed"])
+    if torch.cuda.is_available() and "torch_cuda_manual_seed" in states:
+        torch.cuda.set_rng_state_all(states["torch_cuda_manual_seed"])
+
+
+def _log_row(session: Session, stats: StepStats, lr: float, step: int, grad_norm: float | None) -> dict:
+    accelerator = session.accelerator
+    row = {**stats.reduce(accelerator, session.flops, session.peak_flops), "lr": lr,
+           "epoch": step / session.plan.steps_per_epoch,
+           "peak_memory_gb": max_over_ranks(accelerator, peak_memory_bytes(accelerator.device)) / 2**30}
+    if grad_norm is not None:
+        row["grad_norm"] = grad_norm
+    return row
+
+
+def train_loop(session: Session, run_cfg: RunConfig, tracker: Tracker | None, job: str) -> dict:
+    """Optimizer steps from `session.start_step` to `session.total_steps`; logs, evals and saves on the way."""
+    cfg, accelerator = run_cfg.training, session.accelerator
     session.model.train()
-    step, epoch, stats, last = 0, 0, StepStats(), {}
+    step, stats, last = session.start_step, StepStats(), {}
+    totals = {"tokens": 0.0, "flops": 0.0}  # over the whole loop (every step is inside some log window)
     while step < session.total_steps:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)  # a different shuffle each epoch, identical on every rank
-        for window in accumulation_windows(loader, cfg.gradient_accumulation_steps):
-            lr = lr_at(step, session.total_steps, cfg, session.peak_lr)
-            grad_norm = train_window(accelerator, session.model, session.optimizer, window, lr,
-                                     cfg.max_grad_norm, stats)
-            step += 1
-            if step == 1 or step % cfg.log_every == 0 or step == session.total_steps:
-                last = {**stats.reduce(accelerator), "lr": lr, "epoch": step / session.windows_per_epoch}
-                if grad_norm is not None:
-                    last["grad_norm"] = grad_norm
-                stats = StepStats()
-                if tracker is not None:
-                    tracker.log(last, step=step)
-                    accelerator.print(f"[{job}] step {step}/{session.total_steps} "
-                                      + " ".join(f"{k}={v:.4g}" for k, v in last.items()))
-            if step >= session.total_steps:
-                break
-        epoch += 1
-    return {**last, "steps": step}
+        lr = lr_at(step, session.total_steps, cfg, session.peak_lr)
+        grad_norm = train_window(accelerator, session.model, session.optimizer, session.plan.micro_batches(step),
+                                 lr, cfg.max_grad_norm, stats)
+        step += 1
+        if step == 1 or step % cfg.log_every == 0 or step == session.total_steps:
+            last = _log_row(session, stats, lr, step, grad_norm)
+            for key in totals:
+                totals[key] += last.pop(key, 0.0)
+            stats = StepStats()
+            if tracker is not None:
+                tracker.log(last, step=step)
+                accelerator.print(f"[{job}] step {step}/{session.total_steps} "
+                                  + " ".join(f"{k}={v:.4g}" for k, v in last.items()))
+        if session.eval_set and cfg.eval_every and step % cfg.eval_every == 0 and step < session.total_steps:
+            metrics = evaluate(session)
+            if tracker is not None:
+                tracker.log(metrics, step=step)
+        if cfg.save_every and step % cfg.save_every == 0:
+            state = {"world_size": accelerator.num_processes, "fingerprint": session.fingerprint,
+                     "deepspeed_stage": deepspeed_stage(accelerator.state.deepspeed_plugin.deepspeed_config)
+                     if accelerator.state.deepspeed_plugin else None,
+                     "wandb_run_id": tracker.run_id if tracker else None, "job": job}
+            ckpt.save_checkpoint(accelerator, session.checkpoint_root, step, state, cfg.keep_last)
+    return {**last, "steps": step, "train_tokens": totals["tokens"], "train_flops": totals["flops"]}
 
 
-def run(run_cfg: RunConfig, data: list[str], student_dir: Path, out_dir: Path, run_dir: Path, job: str) -> Path:
+def _truncate_side_log(run_dir: Path, job: str, step: int) -> None:
+    """Drop rows a killed run logged after its last checkpoint; the resumed run logs those steps again."""
+    path = run_dir / "metrics" / f"{job}.jsonl"
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if line.strip()]
+        path.write_text("".join(line + "\n" for line in rows if (json.loads(line).get("step") or 0) <= step))
+
+
+def _start_tracker(session: Session, run_cfg: RunConfig, run_dir: Path, job: str, data: list[str]) -> Tracker:
+    """Rank 0's W&B run: the id stored in the checkpoint (or run.json) continues the same run."""
+    root = session.checkpoint_root
+    run_info = root / ckpt.RUN_INFO
+    run_id = session.saved_state.get("wandb_run_id")
+    if run_id is None and run_info.is_file():
+        run_id = json.loads(run_info.read_text()).get("wandb_run_id")
+    if session.start_step:
+        _truncate_side_log(run_dir, job, session.start_step)
+    tracker = Tracker(run_dir, run_cfg.wandb, job, run_id=run_id, config={
+        "student": run_cfg.student.model_dump(), "training": run_cfg.training.model_dump(), "data": data,
+        "train_rows": len(session.plan.rows), "total_steps": session.total_steps, "peak_lr": session.peak_lr,
+        "num_processes": session.accelerator.num_processes, "rows_per_step": session.plan.rows_per_step})
+    root.mkdir(parents=True, exist_ok=True)
+    ckpt.write_json_atomic(run_info, {"wandb_run_id": tracker.run_id, "job": job})
+    return tracker
+
+
+def run(run_cfg: RunConfig, data: list[str], student_dir: Path, out_dir: Path, run_dir: Path, job: str,
+        checkpoint_root: Path | None = None) -> Path:
     started = time.perf_counter()
-    session = setup(run_cfg, data, student_dir)
+    checkpoint_root = Path(checkpoint_root or run_cfg.training.checkpoint_dir or run_dir / "checkpoints" / job)
+    session = setup(run_cfg, data, student_dir, checkpoint_root)
     accelerator, tracker = session.accelerator, None
     if accelerator.is_main_process:
-        tracker = Tracker(run_dir, run_cfg.wandb, job, config={
-            "student": run_cfg.student.model_dump(), "training": run_cfg.training.model_dump(), "data": data,
-            "examples": session.num_examples, "total_steps": session.total_steps,
-            "num_processes": accelerator.num_processes, "peak_lr": session.peak_lr})
-        accelerator.print(f"[{job}] {session.num_examples} examples, {accelerator.num_processes} process(es), "
-                          f"{session.total_steps} optimizer steps, peak lr {session.peak_lr:g}")
+        ckpt.clean_partial_saves(checkpoint_root)
+        tracker = _start_tracker(session, run_cfg, run_dir, job, data)
+        where = f", resuming at step {session.start_step} from {session.resumed_from}" if session.resumed_from else ""
+        accelerator.print(f"[{job}] {len(session.plan.rows)} rows, {accelerator.num_processes} process(es), "
+                          f"{session.total_steps} optimizer steps, peak lr {session.peak_lr:g}{where}")
     loop_started = time.perf_counter()
-    last = train_loop(session, run_cfg.training, tracker, job)
+    last = train_loop(session, run_cfg, tracker, job)
     loop_seconds = time.perf_counter() - loop_started
-    export_checkpoint(accelerator, session.model, session.tokenizer, out_dir)
+    run_rates = _run_rates(last, loop_seconds, accelerator.num_processes, session.peak_flops)
+    final_eval = evaluate(session) if session.eval_set else {}
+    if tracker is not None and final_eval:
+        tracker.log(final_eval, step=last["steps"])
+    probe = session.plan.collate(session.plan.rows[:2])
+    check = export_checkpoint(accelerator, session.model, session.tokenizer, out_dir, student_dir=student_dir,
+                              lora=run_cfg.training.lora, probe_batch=probe,
+                              strict=run_cfg.training.mixed_precision == "no")
     if tracker is not None:
         summary = {"final_loss": last.get("loss"), "steps": last["steps"], "loop_seconds": loop_seconds,
-                   "total_seconds": time.perf_counter() - started, "examples": session.num_examples,
-                   "num_processes": accelerator.num_processes}
+                   "total_seconds": time.perf_counter() - started, "train_rows": len(session.plan.rows),
+                   "num_processes": accelerator.num_processes, "resumed_from_step": session.start_step,
+                   "peak_memory_gb": last.get("peak_memory_gb"), **run_rates,
+                   **final_eval, **{f"export_{k}": v for k, v in check.items()}}
         tracker.summary(summary)
         (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=1))
         tracker.finish()
     accelerator.end_training()
     return out_dir
+
+
+def _run_rates(last: dict, seconds: float, world: int, peak_flops: float | None) -> dict:
+    """Throughput and MFU over the whole loop (this run's steps only, when resumed)."""
+    seconds = max(seconds, 1e-9)
+    rates = {"train_tokens": last["train_tokens"], "tokens_per_s": last["train_tokens"] / seconds,
+             "tokens_per_s_per_device": last["train_tokens"] / seconds / world}
+    if peak_flops:
+        rates["mfu"] = last["train_flops"] / seconds / (peak_flops * world)
+    return rates
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -293,15 +350,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, nargs="+", help="parquet files or directories of them")
     parser.add_argument("--student", required=True, help="HF checkpoint directory to start from")
     parser.add_argument("--out", required=True, help="where the trained checkpoint is exported")
-    parser.add_argument("--run-dir", required=True, help="run directory (metrics, W&B files)")
-    parser.add_argument("--job", default="train", help="job name: W&B job type and metrics/<job>.jsonl")
+    parser.add_argument("--run-dir", required=True, help="run directory (metrics, W&B files, checkpoints)")
+    parser.add_argument("--job", default="train", help="job name: W&B job type, metrics/<job>.jsonl, checkpoints/<job>")
+    parser.add_argument("--resume", default=None, help="override training.resume: auto, never, or a checkpoint path")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    run(load_run_config(args.config), args.data, Path(args.student), Path(args.out), Path(args.run_dir), args.job)
+    run_cfg = load_run_config(args.config)
+    if args.resume is not None:
+        run_cfg.training = run_cfg.training.model_copy(update={"resume": args.resume})
+    run(run_cfg, args.data, Path(args.student), Path(args.out), Path(args.run_dir), args.job)
 
 
 if __name__ == "__main__":

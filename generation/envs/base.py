@@ -6,6 +6,12 @@ previous stage's result); the last stage's result is the decision handed to `ste
 
 Seed splits: `train_seeds(n)` = 0..n-1 and `heldout_seeds(n)` = 1_000_000..1_000_000+n-1. Both are
 capped at `SEED_SPLIT_SIZE` seeds, so the two ranges are disjoint by construction.
+
+Optional hooks (defaults keep an env simple): `emergencies()` announces new rules mid-episode (the
+rollout then asks the teacher for functions), `breakdown_keys` names the `episode_metrics()` keys
+results are broken down by, and `episode_metrics()["scores"]` carries env-specific numbers that
+`aggregate` averages under their own names (21 Points: win_rate, bust_rate, mean_reward).
+The README section "Your own environment" walks through a complete small env.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ def heldout_seeds(n: int) -> list[int]:
     return list(range(HELDOUT_SEED_OFFSET, HELDOUT_SEED_OFFSET + n))
 
 
+def is_heldout_seed(seed: int) -> bool:
+    """True for evaluation seeds: an env may keep some situations (e.g. emergency kinds) for these only."""
+    return seed >= HELDOUT_SEED_OFFSET
+
+
 class Instruction(BaseModel):
     """What the policy is asked to achieve in one episode; `text` is what prompts show."""
 
@@ -45,6 +56,20 @@ class Instruction(BaseModel):
 
     kind: str
     params: dict[str, Any] = {}
+    text: str
+
+
+@dataclass(frozen=True)
+class Emergency:
+    """A new rule announced mid-episode, described in text.
+
+    `id` is unique within its episode; `kind` is one lowercase word naming the sort of event (functions
+    written for it are reused for every emergency of that kind, so they must read the details, e.g.
+    which cells, from the state, never from `text`); `text` is what the teacher is told.
+    """
+
+    id: str
+    kind: str
     text: str
 
 
@@ -63,17 +88,28 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
 
     success_rate = successful / episodes; mean_steps = mean `steps` over successful episodes only
     (None when none succeeded); invalid_rate = invalid decisions / decisions (0.0 with no decisions).
+    Each number in an episode's optional `scores` dict is averaged under its own name over the
+    episodes that report it, so an env adds its own metrics without the pipeline naming them.
     """
     n = len(episodes)
     wins = [e for e in episodes if e["success"]]
     decisions = sum(int(e["decisions"]) for e in episodes)
     invalid = sum(int(e["invalid"]) for e in episodes)
-    return {
+    out = {
         "success_rate": len(wins) / n if n else 0.0,
         "mean_steps": sum(e["steps"] for e in wins) / len(wins) if wins else None,
         "invalid_rate": invalid / decisions if decisions else 0.0,
         "episodes": n,
     }
+    scores: dict[str, list[float]] = {}
+    for e in episodes:
+        for key, value in (e.get("scores") or {}).items():
+            scores.setdefault(key, []).append(float(value))
+    reserved = sorted(set(scores) & set(out))
+    if reserved:
+        raise ValueError(f"episode scores may not reuse the names {reserved} (aggregate sets them)")
+    out.update({key: sum(values) / len(values) for key, values in sorted(scores.items())})
+    return out
 
 
 def aggregate_by(episodes: list[dict[str, Any]], key: str = "kind") -> dict[str, dict[str, Any]]:
@@ -98,6 +134,7 @@ class DecisionEnv(ABC):
 
     name: str
     stages: list[str]
+    breakdown_keys: tuple[str, ...] = ("kind",)  # episode_metrics() keys results are broken down by
 
     @abstractmethod
     def rules_text(self) -> str: ...
@@ -141,7 +178,16 @@ class DecisionEnv(ABC):
 
     @abstractmethod
     def episode_metrics(self) -> dict[str, Any]:
-        """At least: kind, success, steps, decisions, invalid (what `aggregate` reads)."""
+        """At least: kind, success, done, steps, decisions, invalid (what `aggregate` reads), plus every
+        key in `breakdown_keys`; optionally `scores`, a dict of numbers that `aggregate` averages."""
+
+    def emergencies(self) -> list[Emergency]:
+        """The emergencies announced so far in this episode, oldest first (none by default).
+
+        An emergency appears during `step` and stays in the list until `reset`; the state (data and
+        text) must show it, so functions written for it can read its details.
+        """
+        return []
 
     def check_stage_output(self, stage: str, state: dict[str, Any], output: Any) -> str | None:
         """Why `output` is not a valid result of `stage` for `state`, or None when it is.

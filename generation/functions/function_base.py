@@ -3,6 +3,8 @@
 `build_function_base` turns a teacher reply into a base: parse, then validate stage by stage in a
 fresh sandbox process per function (a later stage is fed the outputs of the accepted earlier
 stage, so it is tested on realistic inputs). Every rejection is recorded with its reasons.
+Functions written at run time for an emergency join the same base with a `scope` (the emergency's
+kind): they are offered only in episodes where that emergency is in force (generation/emergencies.py).
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ class BaseFunction:
     doc: str
     manual: str
     source: str
+    scope: str = ""  # "" = always applicable; else the emergency kind it was written for
 
     def candidate(self) -> Candidate:
         return Candidate(self.name, list(self.params), self.doc.strip().splitlines()[0], self.manual)
+
+    def indexed(self) -> Indexed:
+        return Indexed(self.name, self.stage, f"{self.doc}\n{self.manual}")
 
 
 class FunctionBase:
@@ -50,9 +56,12 @@ class FunctionBase:
     def candidates(self, names: list[str]) -> list[Candidate]:
         return [self.functions[n].candidate() for n in names]
 
+    def out_of_scope(self, active_kinds: set[str]) -> set[str]:
+        """Names of run-time functions whose emergency is not in force (hidden from retrieval)."""
+        return {n for n, f in self.functions.items() if f.scope and f.scope not in active_kinds}
+
     def retriever(self) -> FunctionRetriever:
-        return FunctionRetriever([Indexed(f.name, f.stage, f"{f.doc}\n{f.manual}")
-                                  for f in self.functions.values()])
+        return FunctionRetriever([f.indexed() for f in self.functions.values()])
 
     def save(self, path: str | Path) -> None:
         data = {"stages": self.stages, "functions": [asdict(f) for f in self.functions.values()]}
@@ -76,7 +85,7 @@ def _example_kwargs(fn: DraftFunction) -> dict[str, Any] | str:
         return f"usage example does not parse: {exc}"
 
 
-def _check_one(fn: DraftFunction, samples: list[tuple[dict, Any]], limits: Any,
+def check_draft(fn: DraftFunction, samples: list[tuple[dict, Any]], limits: Any,
                check_output: Callable[[str, dict, Any], str | None]) -> tuple[list[str], list[Any]]:
     """Reasons to reject `fn` (empty when accepted) and its outputs on the samples."""
     from generation.sandbox.runner import validate_function
@@ -105,7 +114,7 @@ def build_function_base(reply: str, stages: list[str], sample_states: list[dict]
         for fn in [d for d in drafts if d.stage == stage]:
             reasons, outputs = list(fn.problems), []
             if not reasons:
-                reasons, outputs = _check_one(fn, stage_inputs, limits, check_output)
+                reasons, outputs = check_draft(fn, stage_inputs, limits, check_output)
             if not reasons:
                 accepted.append(BaseFunction(fn.name, stage, fn.params, fn.doc, fn.manual, fn.source))
                 next_inputs += [(s, o) for (s, _), o in zip(stage_inputs, outputs)]

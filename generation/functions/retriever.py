@@ -38,8 +38,10 @@ class FunctionRetriever:
         corpus = [tokenize(f"{e.name} {e.stage} {e.stage} {e.text}") for e in self.entries]
         self._bm25 = BM25Okapi(corpus) if corpus else None
 
-    def top_k(self, query: str, k: int, stage: str | None = None) -> list[str]:
-        """Names of the k best functions; with `stage`, only that stage's functions compete.
+    def top_k(self, query: str, k: int, stage: str | None = None, exclude: set[str] | frozenset = frozenset()
+              ) -> list[str]:
+        """Names of the k best functions; with `stage`, only that stage's functions compete; names in
+        `exclude` never do (e.g. functions of an emergency that is not in force).
 
         Ties keep index order so retrieval is deterministic.
         """
@@ -47,5 +49,6 @@ class FunctionRetriever:
             return []
         scores = self._bm25.get_scores(tokenize(query))
         ranked = sorted(range(len(self.entries)), key=lambda i: (-scores[i], i))
-        names = [self.entries[i].name for i in ranked if stage is None or self.entries[i].stage == stage]
+        names = [self.entries[i].name for i in ranked
+                 if (stage is None or self.entries[i].stage == stage) and self.entries[i].name not in exclude]
         return names[:k]

@@ -1,6 +1,6 @@
 """The teacher interface: one request in, one reply (or a typed error) out, always async.
 
-Every backend (openai, expert, later replay and hf) implements `TeacherBackend.complete`;
+Every backend (openai, expert, replay, hf) implements `TeacherBackend.complete`;
 `complete_many` runs a batch with bounded concurrency and keeps the input order.
 """
 
@@ -89,6 +89,7 @@ class TeacherReply:
     latency_s: float
     attempts: int = 1
     cost_usd: float = 0.0
+    cached: bool = False  # served from the response cache: not billed again
 
     @property
     def truncated(self) -> bool:
@@ -133,9 +134,25 @@ def _rebuild_teacher_error(kind: ErrorKind, message: str, state: dict[str, Any])
     return error
 
 
-def cost_usd(input_tokens: int, output_tokens: int, cfg: TeacherConfig) -> float:
-    """Dollar cost of one call at the config's per-1k-token prices."""
-    return (input_tokens * cfg.price_per_1k_input + output_tokens * cfg.price_per_1k_output) / 1000.0
+def price_per_1k(cfg: TeacherConfig, model: str | None = None) -> tuple[float, float]:
+    """(input, output) dollars per 1k tokens of `model`: its entry in `cfg.prices`, else the longest
+    listed name it starts with (served names carry date suffixes), else the config's default prices."""
+    name = model or cfg.model
+    for candidate in (name, cfg.model):
+        if candidate in cfg.prices:
+            price = cfg.prices[candidate]
+            return price.input_per_1k, price.output_per_1k
+        prefixes = [key for key in cfg.prices if candidate.startswith(key)]
+        if prefixes:
+            price = cfg.prices[max(prefixes, key=len)]
+            return price.input_per_1k, price.output_per_1k
+    return cfg.price_per_1k_input, cfg.price_per_1k_output
+
+
+def cost_usd(input_tokens: int, output_tokens: int, cfg: TeacherConfig, model: str | None = None) -> float:
+    """Dollar cost of one call at the price of `model` (default: the configured model)."""
+    per_in, per_out = price_per_1k(cfg, model)
+    return (input_tokens * per_in + output_tokens * per_out) / 1000.0
 
 
 class TeacherBackend(abc.ABC):

@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from generation.prompts import ld
+from generation.prompts import emergency, ld
 from generation.teachers.base import TeacherBackend, TeacherError, TeacherReply, TeacherRequest, cost_usd
 
 SECTION = re.compile(r"^## (.+)$", re.MULTILINE)
@@ -54,13 +54,26 @@ class ExpertTeacher(TeacherBackend):
         call = ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
         return f"Reason: best function for this instruction and state.\nCall: {name}({call})"
 
+    def _emergency_reply(self, prompt: str) -> str:
+        if not callable(getattr(self.expert, "emergency_reply", None)):
+            raise TeacherError("bad_request", "this environment's expert cannot write emergency functions")
+        try:
+            kind, text, state = emergency.parse_emergency_prompt(prompt)
+            return self.expert.emergency_reply(kind, text, state)
+        except ValueError as exc:
+            raise TeacherError("bad_request", f"expert cannot read the emergency prompt: {exc}") from None
+
     def reply_text(self, messages: list[dict[str, str]]) -> str:
         """The reply to a chat, as text (synchronous: the expert does no I/O)."""
-        prompt = messages[-1]["content"]
+        # the last message that states a task: a re-ask turn repeats no task, the prompt before it does
+        prompt = next((m["content"] for m in reversed(messages) if m["content"].startswith("# Task:")),
+                      messages[-1]["content"])
         if prompt.startswith(ld.FUNCTION_BASE_TASK):
             return self.expert.function_base_reply()
         if prompt.startswith(ld.SELECT_TASK):
             return self._select_reply(prompt)
+        if prompt.startswith(emergency.EMERGENCY_TASK):
+            return self._emergency_reply(prompt)
         raise TeacherError("bad_request", "expert teacher does not know this task (no '# Task:' header)")
 
     async def complete(self, request: TeacherRequest) -> TeacherReply:

@@ -7,19 +7,30 @@ from typing import Any
 from configs.teacher_schema import TeacherConfig
 from generation.teachers.base import TeacherBackend
 
+BACKENDS = ("expert", "openai", "replay", "hf")
 
-def build_teacher(cfg: TeacherConfig, **context: Any) -> TeacherBackend:
+
+def build_teacher(cfg: TeacherConfig, *, gate: Any = None, meter: Any = None, **context: Any) -> TeacherBackend:
     """The backend for `cfg.backend`.
 
-    `context` carries what offline teachers need (e.g. the task); HTTP backends ignore it, so callers
+    `gate` (rate limits) and `meter` (per-attempt accounting) matter to the HTTP backend only.
+    `context` carries what offline teachers need (e.g. the task); other backends ignore it, so callers
     can pass the same context whatever the backend.
     """
     if cfg.backend == "openai":
         from generation.teachers.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(cfg)
+        return OpenAIBackend(cfg, gate=gate, meter=meter)
     if cfg.backend == "expert":
         from generation.teachers.expert import ExpertTeacher
 
         return ExpertTeacher(cfg, **context)
-    raise ValueError(f"unknown teacher.backend {cfg.backend!r}; expected one of: expert, openai")
+    if cfg.backend == "replay":
+        from generation.teachers.replay_backend import ReplayTeacher
+
+        return ReplayTeacher(cfg)
+    if cfg.backend == "hf":
+        from generation.teachers.hf_backend import HFTeacher
+
+        return HFTeacher(cfg)
+    raise ValueError(f"unknown teacher.backend {cfg.backend!r}; expected one of: {', '.join(BACKENDS)}")

@@ -6,6 +6,7 @@ captured when a pursuer ends on its cell or the two swap cells. An illegal joint
 dict of exactly the pursuers to N/S/E/W/stay) counts as invalid and becomes "all stay".
 The episode ends when every evader is captured, at the step limit, or as soon as the instruction
 can no longer succeed (wrong evader captured first; the guard left its cell after reaching it).
+With `emergencies.probability` > 0 an emergency may be announced mid-episode (emergencies.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import functools
 import random
 from typing import Any
 
-from generation.envs.base import DecisionEnv, Instruction, StepResult
+from configs.task_schema import EMERGENCY_KINDS
+from generation.envs.base import DecisionEnv, Emergency, Instruction, StepResult
+from generation.envs.pursuit import emergencies as em
 from generation.envs.pursuit import instructions as ins
 from generation.envs.pursuit.config import PursuitConfig
 from generation.envs.pursuit.evaders import choose_evader_moves
@@ -44,6 +47,8 @@ class PursuitEnv(DecisionEnv):
         self.pursuer_names = [f"P{i}" for i in range(1, self.config.n_pursuers + 1)]
         self.evader_names = [f"E{i}" for i in range(1, self.config.n_evaders + 1)]
         self._grid: Grid | None = None
+        if self.config.emergencies.probability > 0:
+            self.breakdown_keys = ("kind", "emergency")
 
     # ---- episode setup -------------------------------------------------------------------------
     def _map(self, seed: int) -> Grid:
@@ -69,11 +74,12 @@ class PursuitEnv(DecisionEnv):
         near = sorted((c for c in rest if c not in far), key=lambda c: -danger.get(c, 0))
         self._start(grid, seed, instruction, dict(zip(self.pursuer_names, starts)),
                     dict(zip(self.evader_names, (far + near)[: self.config.n_evaders])), [], 0, self.config.max_steps)
+        self._planned = em.plan_emergency(seed, self.config.emergencies)
 
     def load_state(self, state: dict[str, Any], instruction: Instruction, seed: int = 0) -> None:
         """Start an episode from a given position (`state()` / `parse_state_text` data): tests, replays.
 
-        `seed` seeds the evaders' moves from here on.
+        `seed` seeds the evaders' moves from here on. Emergencies in the state are active at once.
         """
         grid = Grid(state["grid"])
         pursuers = {n: (int(c[0]), int(c[1])) for n, c in state["pursuers"].items()}
@@ -89,6 +95,10 @@ class PursuitEnv(DecisionEnv):
         ins.check_instruction(instruction, self.config, set(grid.free))
         self._start(grid, seed, instruction, pursuers, evaders, list(state["captured"]), int(state["step"]),
                     int(state["max_steps"]))
+        for entry in state.get("emergencies", []):
+            if entry.get("kind") not in EMERGENCY_KINDS:
+                raise ValueError(f"unknown emergency kind {entry.get('kind')!r}; known: {sorted(EMERGENCY_KINDS)}")
+            self._announce(entry["kind"], [(int(c[0]), int(c[1])) for c in entry["cells"]])
 
     def _start(self, grid: Grid, seed: int, instruction: Instruction, pursuers: dict[str, Cell],
                evaders: dict[str, Cell], captured: list[str], step: int, max_steps: int) -> None:
@@ -101,6 +111,31 @@ class PursuitEnv(DecisionEnv):
         p = instruction.params
         self._guard_reached = instruction.kind == "guard" and list(pursuers[p["pursuer"]]) == list(p["cell"])
         self._reason = ""
+        self._planned: em.Planned | None = None
+        self._active: list[tuple[Emergency, list[Cell]]] = []
+        self._pursuer_grid = self._evader_grid = grid  # emergencies replace them with walled copies
+
+    def _announce(self, kind: str, cells: list[Cell]) -> None:
+        """Activate an emergency: from now on the state shows it and the moves obey it."""
+        emergency = Emergency(f"{kind}-{len(self._active) + 1}", kind, em.emergency_text(kind, self._step, cells))
+        self._active.append((emergency, cells))
+        blocked = {c for e, cs in self._active for c in cs if EMERGENCY_KINDS[e.kind] == "impassable"}
+        self._pursuer_grid = Grid(em.blocked_rows(self._grid.rows, blocked)) if blocked else self._grid
+        self._evader_grid = Grid(em.blocked_rows(self._grid.rows, {c for _, cs in self._active for c in cs}))
+
+    def _maybe_announce(self) -> None:
+        if self._planned is None or self._done or self._step != self._planned.onset:
+            return
+        p = self.instruction.params
+        protected = {tuple(p["cell"])} if self.instruction.kind == "guard" else set()
+        rng = random.Random(f"pursuit:{self.seed}:emergency-cells")
+        cells = em.choose_cells(self._grid, rng, self._planned.kind, list(self._pursuers.values()),
+                                list(self._evaders.values()), protected)
+        if cells:
+            self._announce(self._planned.kind, cells)
+
+    def emergencies(self) -> list[Emergency]:
+        return [e for e, _ in self._active]
 
     def _require_episode(self) -> Grid:
         if self._grid is None:
@@ -120,20 +155,31 @@ class PursuitEnv(DecisionEnv):
             "captured when a pursuer ends on its cell or they swap cells. The decision of a step is a JSON "
             'object giving every pursuer an action, e.g. {"P1":"N","P2":"stay"}; anything else counts as '
             f"invalid and all pursuers stay. The episode ends when all evaders are captured, after "
-            f"{c.max_steps} steps, or as soon as the instruction can no longer be met. Instructions: 'Capture all evaders.'; 'Capture Ek first, then capture all "
-            "evaders.' (Ek must be captured no later than any other evader); 'Pk must guard cell x,y while "
+            f"{c.max_steps} steps, or as soon as the instruction can no longer be met.{self._emergency_rules()} "
+            "Instructions: 'Capture all evaders.'; 'Capture Ek first, then capture all "
+            "evaders.' (Ek must be captured no later than any other evader); 'Pk must guard cell [x, y] while "
             "the others capture all evaders.' (once Pk reaches the cell it must never leave it, and it must be "
             "on it when the last evader is captured). State lines: 'P1 2,3' a pursuer; 'E1 4,5 free near 2' a "
             "free evader and its distance to the nearest pursuer; 'E2 captured 1st' the capture order."
         )
 
+    def _emergency_rules(self) -> str:
+        if self.config.emergencies.probability <= 0:
+            return ""
+        return (" During an episode an emergency may be announced: a text says what happened and what the new "
+                "rule is. The state then shows it as 'emergency <kind> x,y x,y ...' (as data: state[\"emergencies\"] "
+                "= [{\"kind\": ..., \"cells\": [[x, y], ...]}]).")
+
     def state(self) -> dict[str, Any]:
         grid = self._require_episode()
-        return {"width": grid.width, "height": grid.height, "grid": list(grid.rows), "step": self._step,
-                "max_steps": self._max_steps,
-                "pursuers": {n: list(c) for n, c in self._pursuers.items()},
-                "evaders": {n: list(c) for n, c in self._evaders.items()},
-                "captured": list(self._captured)}
+        state = {"width": grid.width, "height": grid.height, "grid": list(grid.rows), "step": self._step,
+                 "max_steps": self._max_steps,
+                 "pursuers": {n: list(c) for n, c in self._pursuers.items()},
+                 "evaders": {n: list(c) for n, c in self._evaders.items()},
+                 "captured": list(self._captured)}
+        if self._active:  # the key appears with the first emergency: the plain game's state is unchanged
+            state["emergencies"] = [{"kind": e.kind, "cells": [list(c) for c in cells]} for e, cells in self._active]
+        return state
 
     def render(self) -> str:
         return render_state(self.state(), self._require_episode())
@@ -178,17 +224,28 @@ class PursuitEnv(DecisionEnv):
             decision, self._invalid = self.default_decision(), self._invalid + 1
         self._decisions += 1
         old_p = self._pursuers
-        new_p = {n: grid.move(c, decision[n]) for n, c in old_p.items()}
+        new_p = {n: self._pursuer_grid.move(c, decision[n]) for n, c in old_p.items()}
         c = self.config
-        new_e = choose_evader_moves(grid, list(old_p.values()), self._evaders, self._rng,
+        new_e = choose_evader_moves(self._evader_grid, list(old_p.values()), self._evaders, self._rng,
                                     c.evader_move_prob, c.evader_noise)
         caught = captured_evaders(old_p, new_p, self._evaders, new_e)
         self._pursuers = new_p
         self._evaders = {e: cell for e, cell in new_e.items() if e not in caught}
         self._captured += caught
         self._step += 1
-        self._judge(caught)
+        self._judge_emergencies()
+        if not self._done:
+            self._judge(caught)
+        self._maybe_announce()
         return StepResult(self._done, self._success, invalid, {"captured": caught, "reason": self._reason})
+
+    def _judge_emergencies(self) -> None:
+        for emergency, cells in self._active:
+            if EMERGENCY_KINDS[emergency.kind] != "deadly":
+                continue
+            lost = [n for n, cell in self._pursuers.items() if cell in cells]
+            if lost:
+                return self._finish(False, f"{lost[0]} was lost to the {emergency.kind}")
 
     def _judge(self, caught: list[str]) -> None:
         """Decide whether the episode ended this step, and how."""
@@ -217,4 +274,6 @@ class PursuitEnv(DecisionEnv):
         self._require_episode()
         return {"env": self.name, "seed": self.seed, "kind": self.instruction.kind, "success": self._success,
                 "done": self._done, "steps": self._step, "decisions": self._decisions,
-                "invalid": self._invalid, "captured": len(self._captured), "reason": self._reason}
+                "invalid": self._invalid, "captured": len(self._captured), "reason": self._reason,
+                **({"emergency": "+".join(e.kind for e, _ in self._active) or "none"}
+                   if "emergency" in self.breakdown_keys else {})}

@@ -64,6 +64,8 @@ def _preferences(stage: str, instruction: Instruction, state: dict[str, Any], pr
         return fallback
     if stage == "move":
         order = ["move_surround", "move_direct"] if shared_target(prev) else ["move_direct", "move_surround"]
+        # a function written for an announced emergency (named move_<kind>) knows its new rule
+        order = [f"move_{e['kind']}" for e in state.get("emergencies", [])] + order
         return [(name, {}) for name in order]
     raise ValueError(f"unknown pursuit stage {stage!r} (stages: target, move)")
 

@@ -2,7 +2,7 @@
 
 - capture_all:   "Capture all evaders."
 - capture_first: "Capture E2 first, then capture all evaders."   params {"evader": "E2"}
-- guard:         "P2 must guard cell 4,6 while the others capture all evaders."
+- guard:         "P2 must guard cell [4, 6] while the others capture all evaders."
                  params {"pursuer": "P2", "cell": [4, 6]}
 """
 
@@ -16,7 +16,7 @@ from generation.envs.pursuit.config import PursuitConfig
 
 _CAPTURE_ALL = re.compile(r"^\s*capture all evaders\.?\s*$", re.IGNORECASE)
 _CAPTURE_FIRST = re.compile(r"^\s*capture (E\d+) first,? then capture all evaders\.?\s*$", re.IGNORECASE)
-_GUARD = re.compile(r"^\s*(P\d+) must guard cell \(?\s*(\d+)\s*,\s*(\d+)\s*\)? while the others capture all "
+_GUARD = re.compile(r"^\s*(P\d+) must guard cell [\[(]?\s*(\d+)\s*,\s*(\d+)\s*[\])]? while the others capture all "
                     r"evaders\.?\s*$", re.IGNORECASE)
 
 
@@ -32,7 +32,7 @@ def capture_first(evader: str) -> Instruction:
 def guard(pursuer: str, cell: tuple[int, int] | list[int]) -> Instruction:
     x, y = int(cell[0]), int(cell[1])
     return Instruction(kind="guard", params={"pursuer": pursuer, "cell": [x, y]},
-                       text=f"{pursuer} must guard cell {x},{y} while the others capture all evaders.")
+                       text=f"{pursuer} must guard cell [{x}, {y}] while the others capture all evaders.")
 
 
 def parse_instruction(text: str) -> Instruction:
@@ -46,7 +46,7 @@ def parse_instruction(text: str) -> Instruction:
         return guard(m.group(1).upper(), [int(m.group(2)), int(m.group(3))])
     raise ValueError(f"not a pursuit instruction: {text!r} (expected 'Capture all evaders.', "
                      "'Capture E<k> first, then capture all evaders.' or "
-                     "'P<k> must guard cell x,y while the others capture all evaders.')")
+                     "'P<k> must guard cell [x, y] while the others capture all evaders.')")
 
 
 def sample_instruction(rng: random.Random, config: PursuitConfig, free_cells: list[tuple[int, int]]) -> Instruction:

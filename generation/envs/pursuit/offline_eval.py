@@ -4,6 +4,7 @@ For tests and tuning ONLY: it loads the teacher's function text with `exec` in t
 which the pipeline never does (there, teacher code runs only in the sandbox).
 
     .venv/bin/python -m generation.envs.pursuit.offline_eval --episodes 300
+    .venv/bin/python -m generation.envs.pursuit.offline_eval --episodes 300 --emergencies
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from generation.envs.base import aggregate_by, heldout_seeds
+from configs.task_schema import EMERGENCY_KINDS, EmergencyConfig
+from generation.envs.base import aggregate_by, heldout_seeds, train_seeds
 from generation.envs.pursuit.config import INSTRUCTION_KINDS, PursuitConfig
 from generation.envs.pursuit.env import PursuitEnv
 from generation.envs.pursuit.expert import FUNCTION_STAGES, expert_select
-from generation.envs.pursuit.resources import teacher_functions_source
+from generation.envs.pursuit.resources import emergency_reply, teacher_functions_source
 
 Chooser = Callable[[str, Any, dict, Any], tuple[str, dict]]
 
@@ -115,13 +117,47 @@ def evaluate(config: PursuitConfig, episodes: int, functions: dict[str, Callable
     return report
 
 
+def emergency_functions() -> dict[str, Callable]:
+    """The expert's emergency function for every kind, by exec (tuning only)."""
+    from generation.functions.parse_base import parse_function_base_reply
+
+    out: dict[str, Callable] = {}
+    for kind in EMERGENCY_KINDS:
+        for draft in parse_function_base_reply(emergency_reply(kind, ""))[0]:
+            namespace: dict[str, Any] = {}
+            exec(compile(draft.source, f"emergency-{kind}", "exec"), namespace)
+            out[draft.name] = namespace[draft.name]
+    return out
+
+
+def evaluate_emergencies(config: PursuitConfig, episodes: int) -> dict:
+    """The expert with and without the emergency functions, on training and held-out seeds, every
+    episode with an emergency (probability 1 unless the config says otherwise)."""
+    if config.emergencies.probability <= 0:
+        config = config.model_copy(update={"emergencies": EmergencyConfig(probability=1.0)})
+    env = PursuitEnv(config)
+    base = load_teacher_functions()
+    functions = {**base, **emergency_functions()}
+    report: dict[str, Any] = {}
+    for split, seeds in (("train", train_seeds(episodes)), ("heldout", heldout_seeds(episodes))):
+        for label, names in (("with", list(functions)), ("without", list(base))):
+            choose = expert_chooser(names)
+            plan = [(s, env.sample_instruction(s)) for s in seeds]
+            results, seconds = _run(lambda s, i: play_with_functions(env, s, i, choose, functions), plan)
+            report[f"{split}/{label}_emergency_functions"] = {
+                k: round(v["success_rate"], 3) for k, v in aggregate_by(results, "emergency").items()}
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=300, help="held-out episodes per instruction kind")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
+    parser.add_argument("--emergencies", action="store_true", help="expert with/without emergency functions")
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    print(json.dumps(evaluate(PursuitConfig(**overrides), args.episodes), indent=1))
+    run = evaluate_emergencies if args.emergencies else evaluate
+    print(json.dumps(run(PursuitConfig(**overrides), args.episodes), indent=1))
 
 
 if __name__ == "__main__":

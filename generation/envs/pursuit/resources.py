@@ -7,9 +7,12 @@ teacher's reply.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 _HERE = Path(__file__).parent
+_KIND = re.compile(r"^[a-z]+$")
 
 
 def teacher_functions_source() -> str:
@@ -23,3 +26,16 @@ def manual_text() -> str:
 def function_base_reply() -> str:
     """The expert teacher's whole reply: one python block, then the `## Manual` section."""
     return f"```python\n{teacher_functions_source().rstrip()}\n```\n\n{manual_text().strip()}\n"
+
+
+def emergency_reply(kind: str, text: str, state: dict[str, Any] | None = None) -> str:
+    """The expert teacher's reply to an emergency: a move function that detours around its cells.
+
+    The function reads the cells from the state, so one reply serves every emergency of `kind`;
+    `text` and `state` are what an LLM would read (the scripted expert needs only the kind).
+    """
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise ValueError(f"emergency kind must be one lowercase word, got {kind!r}")
+    code = (_HERE / "emergency_functions.py.txt").read_text().replace("__KIND__", kind)
+    manual = (_HERE / "emergency_manual.md").read_text().replace("__KIND__", kind)
+    return f"```python\n{code.rstrip()}\n```\n\n{manual.strip()}\n"

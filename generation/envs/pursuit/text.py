@@ -7,6 +7,7 @@
     P1 2,3           (pursuer at x=2, y=3)
     E1 4,5 free near 2   (free evader; BFS distance to the nearest pursuer = 2)
     E2 captured 1st  (capture order)
+    emergency fire 3,4 4,4   (an announced emergency and its cells; only once one is announced)
 
 `near` is derived (recomputed from the rest), so `parse_state_text` ignores it: it is printed
 because a small student cannot run BFS in its head (the expert's fallback and a raw-action
@@ -25,6 +26,7 @@ _MAP = re.compile(r"^map (\d+)x(\d+)$")
 _PURSUER = re.compile(r"^(P\d+) (\d+),(\d+)$")
 _FREE = re.compile(r"^(E\d+) (\d+),(\d+) free(?: near \d+)?$")
 _CAPTURED = re.compile(r"^(E\d+) captured (\d+)(?:st|nd|rd|th)$")
+_EMERGENCY = re.compile(r"^emergency ([a-z]+)((?: \d+,\d+)+)$")
 
 
 def _ordinal(n: int) -> str:
@@ -51,6 +53,8 @@ def render_state(state: dict[str, Any], grid: Grid | None = None) -> str:
         else:
             x, y = state["evaders"][name]
             lines.append(f"{name} {x},{y} free near {danger.get((x, y), 99)}")
+    for entry in state.get("emergencies", []):
+        lines.append(f"emergency {entry['kind']} " + " ".join(f"{x},{y}" for x, y in entry["cells"]))
     return "\n".join(lines)
 
 
@@ -68,6 +72,7 @@ def parse_state_text(text: str) -> dict[str, Any]:
     pursuers: dict[str, list[int]] = {}
     evaders: dict[str, list[int]] = {}
     captured: dict[int, str] = {}
+    emergencies: list[dict[str, Any]] = []
     for line in lines[2 + height:]:
         if m := _PURSUER.match(line):
             pursuers[m.group(1)] = [int(m.group(2)), int(m.group(3))]
@@ -75,8 +80,14 @@ def parse_state_text(text: str) -> dict[str, Any]:
             evaders[m.group(1)] = [int(m.group(2)), int(m.group(3))]
         elif m := _CAPTURED.match(line):
             captured[int(m.group(2))] = m.group(1)
+        elif m := _EMERGENCY.match(line):
+            cells = [[int(v) for v in cell.split(",")] for cell in m.group(2).split()]
+            emergencies.append({"kind": m.group(1), "cells": cells})
         else:
             raise ValueError(f"cannot read state line {line!r}")
-    return {"width": width, "height": height, "grid": rows, "step": int(step.group(1)),
-            "max_steps": int(step.group(2)), "pursuers": pursuers, "evaders": evaders,
-            "captured": [captured[k] for k in sorted(captured)]}
+    state = {"width": width, "height": height, "grid": rows, "step": int(step.group(1)),
+             "max_steps": int(step.group(2)), "pursuers": pursuers, "evaders": evaders,
+             "captured": [captured[k] for k in sorted(captured)]}
+    if emergencies:
+        state["emergencies"] = emergencies
+    return state

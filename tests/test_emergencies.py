@@ -1,0 +1,228 @@
+"""Emergencies: announced mid-episode in pursuit, answered by the teacher, validated and joined at run time."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from configs.schema import RunConfig
+from configs.task_schema import EmergencyConfig, PursuitConfig
+from generation.emergencies import EmergencyResponder
+from generation.envs.base import heldout_seeds, train_seeds
+from generation.envs.pursuit import instructions as ins
+from generation.envs.pursuit.env import PursuitEnv
+from generation.envs.pursuit.expert import expert_select
+from generation.envs.pursuit.resources import emergency_reply, function_base_reply
+from generation.envs.registry import expert_for
+from generation.functions.function_base import FunctionBase, build_function_base
+from generation.functions.runtime import build_runtime_functions, stage_samples
+from generation.policies.teacher_policy import TeacherSelectionPolicy
+from generation.prompts.emergency import EMERGENCY_TASK, emergency_messages, parse_emergency_prompt
+from generation.rollout import play_by_functions, start_episodes
+from generation.sandbox.runner import Sandbox
+from generation.teachers.expert import ExpertTeacher
+from generation.workers import EvalWorker
+from launch.pipeline import sample_states
+
+OPEN = [".......", ".......", ".......", ".......", "......."]
+FIRE_AT_ONCE = EmergencyConfig(probability=1.0, onset_steps=[1, 1], train_kinds=["fire"], heldout_kinds=["flood"])
+
+
+def _state(pursuers, evaders, emergencies=()):
+    state = {"width": 7, "height": 5, "grid": list(OPEN), "step": 0, "max_steps": 40,
+             "pursuers": {k: list(v) for k, v in pursuers.items()},
+             "evaders": {k: list(v) for k, v in evaders.items()}, "captured": []}
+    if emergencies:
+        state["emergencies"] = [{"kind": k, "cells": [list(c) for c in cells]} for k, cells in emergencies]
+    return state
+
+
+def _loaded(state, n_pursuers=1, n_evaders=1) -> PursuitEnv:
+    env = PursuitEnv(PursuitConfig(width=7, height=5, n_pursuers=n_pursuers, n_evaders=n_evaders,
+                                   evader_move_prob=0.0, instruction_mix={"capture_all": 1.0}))
+    env.load_state(state, ins.capture_all())
+    return env
+
+
+# ---- the game's side --------------------------------------------------------------------------
+def test_emergency_is_announced_at_its_seeded_step_and_shown_in_state_and_text():
+    env = PursuitEnv(PursuitConfig(emergencies=FIRE_AT_ONCE))
+    env.reset(3, env.sample_instruction(3))
+    assert env.emergencies() == [] and "emergencies" not in env.state()
+    env.step(env.default_decision())
+    [emergency] = env.emergencies()
+    assert emergency.kind == "fire" and "fails" in emergency.text
+    cells = env.state()["emergencies"][0]["cells"]
+    assert cells and all(f"{x},{y}" in emergency.text for x, y in cells)
+    assert f"emergency fire {cells[0][0]},{cells[0][1]}" in env.render()
+    assert env.parse_state_text(env.render()) == env.state()
+    occupied = [*env.state()["pursuers"].values(), *env.state()["evaders"].values()]
+    assert not any(c in occupied for c in cells)
+
+
+def test_heldout_kinds_only_on_heldout_seeds_and_none_without_probability():
+    env = PursuitEnv(PursuitConfig(emergencies=FIRE_AT_ONCE))
+    for seeds, kind in ((train_seeds(5), "fire"), (heldout_seeds(5), "flood")):
+        for seed in seeds:
+            env.reset(seed, env.sample_instruction(seed))
+            env.step(env.default_decision())
+            assert [e.kind for e in env.emergencies()] == [kind]
+    plain = PursuitEnv()
+    plain.reset(0, plain.sample_instruction(0))
+    for _ in range(8):
+        plain.step(plain.default_decision())
+    assert plain.emergencies() == [] and "emergency" not in plain.episode_metrics()
+
+
+def test_deadly_cell_fails_the_episode_and_impassable_cell_is_a_stay():
+    env = _loaded(_state({"P1": (0, 0)}, {"E1": (6, 4)}, [("fire", [(1, 0)])]))
+    result = env.step({"P1": "E"})
+    assert result.done and not result.success and "lost to the fire" in env.episode_metrics()["reason"]
+    env = _loaded(_state({"P1": (0, 0)}, {"E1": (6, 4)}, [("flood", [(1, 0)])]))
+    assert not env.step({"P1": "E"}).done
+    assert env.state()["pursuers"]["P1"] == [0, 0]
+
+
+def test_evaders_never_enter_emergency_cells():
+    env = PursuitEnv(PursuitConfig(width=7, height=5, n_pursuers=1, n_evaders=1, evader_move_prob=1.0,
+                                   evader_noise=1.0, instruction_mix={"capture_all": 1.0}))
+    walls = [(x, y) for x in (2, 3) for y in range(5)]
+    env.load_state(_state({"P1": (0, 0)}, {"E1": (5, 2)}, [("lava", walls)]), ins.capture_all(), seed=1)
+    for _ in range(30):
+        if env.step({"P1": "stay"}).done:
+            break
+        assert tuple(env.state()["evaders"]["E1"]) not in walls
+
+
+# ---- the teacher's side -----------------------------------------------------------------------
+def test_emergency_prompt_round_trips_and_the_expert_answers_it():
+    env = _loaded(_state({"P1": (0, 0)}, {"E1": (6, 4)}, [("gas", [(1, 0)])]))
+    [emergency] = env.emergencies()
+    messages = emergency_messages(env.name, env.rules_text(), env.stages, "gas", emergency.text, env.state(), [])
+    prompt = messages[-1]["content"]
+    assert prompt.startswith(EMERGENCY_TASK) and "move_gas" in prompt
+    assert parse_emergency_prompt(prompt) == ("gas", emergency.text, env.state())
+    reply = ExpertTeacher(RunConfig().teacher, env, expert_for("pursuit")).reply_text(messages)
+    assert "def move_gas(state, prev)" in reply and "### move_gas" in reply
+
+
+def test_runtime_function_is_validated_against_live_inputs_and_routes_around_the_cells():
+    env = _loaded(_state({"P1": (0, 2)}, {"E1": (6, 2)}, [("rockfall", [(3, 1), (3, 2), (3, 3)])]))
+    cfg = RunConfig()
+    base, _ = build_function_base(function_base_reply(), env.stages, [env.state()], cfg.sandbox,
+                                  env.check_stage_output, "base")
+    with Sandbox(cfg.sandbox) as box:
+        box.load(base.sources())
+        samples = stage_samples(base, box, [env.state()], env.stages)
+        assert samples["move"] and all(isinstance(prev, dict) for _, prev in samples["move"])
+        accepted, records = build_runtime_functions(emergency_reply("rockfall", ""), env.stages, samples,
+                                                    cfg.sandbox, env.check_stage_output, "e", "rockfall",
+                                                    set(base.functions))
+        assert [f.name for f in accepted] == ["move_rockfall"] and accepted[0].scope == "rockfall"
+        assert all(r.accepted for r in records)
+        box.load({"move_rockfall": accepted[0].source})
+        plan = {"P1": "E1"}
+        assert box.call("move_direct", env.state(), plan) == {"P1": "E"}  # straight into the rocks
+        assert box.call("move_rockfall", env.state(), plan)["P1"] in ("N", "S")  # the detour
+    taken = build_runtime_functions(emergency_reply("rockfall", "").replace("move_rockfall", "move_direct"),
+                                    env.stages, samples, cfg.sandbox, env.check_stage_output, "e", "rockfall",
+                                    set(base.functions))
+    assert taken[0] == [] and "already in the function base" in taken[1][0].reasons[0]
+
+
+def test_expert_picks_the_emergency_function_only_when_offered():
+    state = _state({"P1": (0, 0)}, {"E1": (6, 4)}, [("fire", [(1, 0)])])
+    plan = {"P1": "E1"}
+    assert expert_select("move", ins.capture_all(), state, plan, ["move_fire", "move_direct"]) == ("move_fire", {})
+    assert expert_select("move", ins.capture_all(), state, plan, ["move_direct", "move_surround"])[0] == "move_direct"
+
+
+def test_scoped_functions_are_hidden_where_their_emergency_is_not_in_force(tmp_path):
+    env = PursuitEnv()
+    base, _ = build_function_base(function_base_reply(), env.stages, sample_states(env, [0]), RunConfig().sandbox,
+                                  env.check_stage_output, "r")
+    fire = dataclasses.replace(base.functions["move_direct"], name="move_fire", scope="fire")
+    base.add(fire)
+    assert base.out_of_scope(set()) == {"move_fire"} and base.out_of_scope({"fire"}) == set()
+    retriever = base.retriever()
+    assert "move_fire" not in retriever.top_k("move fire", 5, stage="move", exclude=base.out_of_scope(set()))
+    assert retriever.top_k("move fire", 1, stage="move") == ["move_fire"]
+    base.save(tmp_path / "b.json")
+    assert FunctionBase.load(tmp_path / "b.json").functions["move_fire"].scope == "fire"
+
+
+# ---- run time: inside a live episode ----------------------------------------------------------
+class HostileOnEmergency(ExpertTeacher):
+    """Selects like the expert, but answers an emergency with code that must never run."""
+
+    def reply_text(self, messages):
+        if messages[-1]["content"].startswith(EMERGENCY_TASK):
+            return ("```python\nimport os\n\ndef move_fire(state, prev):\n    \"\"\"Wipe the disk.\"\"\"\n"
+                    "    os.system('rm -rf /')\n    return {}\n```\n\n## Manual\n\n### move_fire\nStage: move\n"
+                    "Call: move_fire()\n")
+        return super().reply_text(messages)
+
+
+def _cfg_and_base(tmp_path):
+    cfg = RunConfig.model_validate({"task": {"pursuit": {"emergencies": FIRE_AT_ONCE.model_dump()}}})
+    env = PursuitEnv(cfg.task.pursuit)
+    base, _ = build_function_base(function_base_reply(), env.stages, sample_states(env, [0, 1]), cfg.sandbox,
+                                  env.check_stage_output, "r")
+    base.save(tmp_path / "function_base.json")
+    return cfg, env, tmp_path / "function_base.json"
+
+
+def _play(cfg, base_path, teacher_cls, seeds):
+    base = FunctionBase.load(base_path)
+    policy = TeacherSelectionPolicy(teacher_cls(cfg.teacher, PursuitEnv(cfg.task.pursuit), expert_for("pursuit")),
+                                    0.0, 512, 4)
+    responder = EmergencyResponder(lambda: policy, cfg.sandbox, close_teacher=False)
+    episodes = start_episodes(lambda: PursuitEnv(cfg.task.pursuit), seeds, "t")
+    with Sandbox(cfg.sandbox) as box:
+        box.load(base.sources())
+        try:
+            play_by_functions(episodes, policy, base, box, top_k=3, record=True, responder=responder)
+        finally:
+            policy.close()
+        loaded = box.loaded
+    return episodes, base, responder, loaded
+
+
+def test_new_function_is_validated_indexed_and_used_within_the_same_episode(tmp_path):
+    cfg, _, base_path = _cfg_and_base(tmp_path)
+    [episode], base, responder, loaded = _play(cfg, base_path, ExpertTeacher, [5])
+    assert episode.runtime_functions == ["move_fire"] and "move_fire" in loaded
+    assert base.functions["move_fire"].scope == "fire"
+    assert responder.usage["requests"] == 1 and responder.usage["accepted"] == 1
+    after = [r for r in episode.stage_records if r.step >= 1 and r.stage == "move"]
+    assert after and all("move_fire" in r.candidates for r in after)  # retrievable from the next step on
+    assert all(r.function == "move_fire" for r in after) and episode.runtime_calls == len(after)
+    before = [r for r in episode.stage_records if r.step == 0]
+    assert before and all("move_fire" not in r.candidates for r in before)
+    assert episode.result["invalid"] == 0
+
+
+def test_hostile_emergency_functions_are_rejected_and_the_episode_goes_on(tmp_path):
+    cfg, _, base_path = _cfg_and_base(tmp_path)
+    episodes, base, responder, loaded = _play(cfg, base_path, HostileOnEmergency, [5, 6])
+    assert "move_fire" not in base.functions and "move_fire" not in loaded
+    [record] = [r for r in responder.records if r.name == "move_fire"]
+    assert not record.accepted and any("os" in reason for reason in record.reasons)
+    assert responder.usage["requests"] == 1  # asked once for the kind, not once per episode
+    for e in episodes:
+        assert e.done and e.runtime_functions == [] and e.result["decisions"] > 1 and e.result["invalid"] == 0
+
+
+def test_eval_worker_plays_with_and_without_runtime_functions(tmp_path):
+    cfg, _, base_path = _cfg_and_base(tmp_path)
+    worker = EvalWorker(cfg, base_path)
+    try:
+        seeds = train_seeds(4)
+        with_fns = worker.run("teacher", {"kind": "teacher"}, seeds)
+        without = worker.run("teacher", {"kind": "teacher", "runtime_functions": False}, seeds)
+    finally:
+        worker.close()
+    assert all(e["runtime_functions"] == ["move_fire"] for e in with_fns if e["emergency"] == "fire")
+    assert any(e["runtime_calls"] > 0 for e in with_fns)
+    assert all(e["runtime_functions"] == [] and e["runtime_calls"] == 0 for e in without)
