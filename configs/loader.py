@@ -7,6 +7,7 @@ typo such as `trainig.epochs=3` fails fast instead of being silently ignored.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -77,11 +78,18 @@ def check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str = "") -> No
             check_unknown_keys(value, sub, prefix=f"{dotted}.")
 
 
+_SECRET_FIELD = re.compile(r"(key|token|secret|password)", re.IGNORECASE)
+
+
 def format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+        value = err.get("input")
+        # A section-level check names its field itself, and a whole section may hold a pasted key:
+        # echo only leaf values, and never those of key-like fields.
+        shown = "" if isinstance(value, (dict, list)) or _SECRET_FIELD.search(loc) else f" (got {value!r})"
+        lines.append(f"  {loc}: {err['msg']}{shown}")
     return "invalid config:\n" + "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(128, ge=1)
     max_new_tokens: int = Field(40, ge=1)
     sample_decisions: int = Field(12, ge=0, description="rows of sample decisions logged per policy")
+    task_retries: int = Field(2, ge=0, description="re-runs of a chunk of seeds whose Ray worker died")
 
 
 class RayConfig(StrictModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -39,19 +40,34 @@ def write_shard(records: Iterable[Record], path: str | Path) -> Path:
     if not rows:
         raise ValueError(f"refusing to write an empty shard to {path}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    Dataset.from_list(rows).to_parquet(str(tmp))
-    os.replace(tmp, path)
+    with _naming_path(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Dataset.from_list(rows).to_parquet(str(tmp))
+        os.replace(tmp, path)
     return path
+
+
+@contextmanager
+def _naming_path(path: Path, tmp: Path):
+    """Disk full, permission denied...: re-raised naming the file we were writing (pyarrow and
+    `write` say only "No space left on device"); the half-written temporary file is removed."""
+    try:
+        yield
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is not None and str(path) in str(exc.filename):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc  # errno keeps the subclass
 
 
 def write_json(data: Any, path: str | Path) -> Path:
     """A JSON file written atomically (temporary name, then rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    with _naming_path(path, tmp):
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
     return path
 
 
@@ -59,16 +75,25 @@ def shard_paths(directory: str | Path, prefix: str) -> list[Path]:
     """The `prefix-*.parquet` shards of a directory: those of finished tasks when it has a manifest."""
     directory = Path(directory)
     if (directory / MANIFEST_NAME).exists():
-        return Manifest(directory).paths(prefix)
+        return Manifest(directory).verified_paths(prefix)
     return sorted(directory.glob(f"{prefix}-*.parquet"))
 
 
 def read_records(paths: Iterable[str | Path], schema: type[R]) -> list[R]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     out: list[R] = []
     for path in paths:
-        for row_no, row in enumerate(pq.read_table(str(path)).to_pylist()):
+        try:
+            rows = pq.read_table(str(path)).to_pylist()
+        except (OSError, pa.ArrowException) as exc:
+            if not Path(path).is_file():
+                raise
+            # pyarrow says "Parquet magic bytes not found": say which file, and what that means
+            raise RecordError(f"{path}: not a readable parquet shard, corrupt or cut short ({exc}); "
+                              f"delete it and rerun `generate` to regenerate it") from None
+        for row_no, row in enumerate(rows):
             try:
                 out.append(schema.model_validate(row))
             except ValidationError as exc:
@@ -154,6 +179,16 @@ class Manifest:
         self._good_bytes += len(line)
         self.entries[task] = entry
         return entry
+
+    def verified_paths(self, prefix: str) -> list[Path]:
+        """`paths(prefix)`, refusing any shard changed or cut short since its task was committed."""
+        bad = [f"{self.directory / name}: {problem.split(' ', 1)[1]}"
+               for entry in self.entries.values() for problem in self.problems(entry)
+               for name in [problem.split(" ", 1)[0]] if name.startswith(f"{prefix}-")]
+        if bad:
+            raise RecordError("shard(s) do not match the checksums in " f"{self.path}: " + "; ".join(bad) +
+                              ". Rerun `logic-distill generate` on this run directory: it regenerates those tasks")
+        return self.paths(prefix)
 
     def paths(self, prefix: str) -> list[Path]:
         names = sorted(name for entry in self.entries.values() for name in entry["files"]

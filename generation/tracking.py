@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.tracking_schema import WandbConfig
+from generation.secrets import redact_data, secret_values
 
 
 class Tracker:
@@ -24,6 +25,9 @@ class Tracker:
         self.side_log = self.run_dir / "metrics" / f"{job}.jsonl"
         self.side_log.parent.mkdir(parents=True, exist_ok=True)
         self._run = None
+        # Nothing a tracker writes (config, strings, tables) may carry an API key.
+        self._secrets = secret_values(config)
+        config = redact_data(config or {}, self._secrets)
         if cfg.mode != "disabled":
             import wandb
 
@@ -40,6 +44,7 @@ class Tracker:
         return self._run.id if self._run is not None else None
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        metrics = redact_data(metrics, self._secrets)
         row = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
         with self.side_log.open("a") as fh:
             fh.write(json.dumps({"step": step, **row}) + "\n")
@@ -49,6 +54,7 @@ class Tracker:
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None:
         """A table of rows (e.g. sample decisions); also written as JSON beside the side log."""
         path = self.side_log.parent / f"{self.job}-{name}.json"
+        rows = redact_data(rows, self._secrets)
         path.write_text(json.dumps({"columns": columns, "rows": rows}, indent=1, default=str))
         if self._run is not None:
             import wandb
@@ -63,7 +69,7 @@ class Tracker:
 
     def summary(self, values: dict[str, Any]) -> None:
         if self._run is not None:
-            self._run.summary.update(values)
+            self._run.summary.update(redact_data(values, self._secrets))
 
     def finish(self) -> None:
         if self._run is not None:

@@ -60,12 +60,15 @@ def _config(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from generation.secrets import install_redacting_excepthook, redact, secret_values
+
     _offline_defaults()
+    install_redacting_excepthook()
     args = _parser().parse_args(argv)
     try:
         cfg = _config(args)
     except ConfigError as exc:
-        print(f"logic-distill: error: {exc}", file=sys.stderr)
+        print(f"logic-distill: error: {redact(exc)}", file=sys.stderr)
         return 2
     from launch import pipeline
     from launch.train_launcher import TrainingFailed
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _dispatch(args, cfg, pipeline)
     except (pipeline.StageError, TrainingFailed) as exc:
-        print(f"logic-distill {args.command}: error: {exc}", file=sys.stderr)
+        print(f"logic-distill {args.command}: error: {redact(exc, secret_values(cfg))}", file=sys.stderr)
         return 1
     return 0
 

@@ -15,6 +15,8 @@ from rich.console import Console
 
 from configs.loader import save_resolved
 from configs.schema import RunConfig
+from generation.checksums import (CHECKSUMS_NAME, IntegrityError, seal_directory, seal_file, verify_directory,
+                                  verify_file)
 from generation.envs.registry import make_env
 from generation.tracking import Tracker
 
@@ -59,6 +61,7 @@ def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> Path
 
     path = run_dir / "function_base.json"
     if path.exists():
+        check_function_base(path)
         return path
     env = make_env(cfg.task)
     policy = build_teacher_policy(cfg, tag="base")
@@ -81,9 +84,30 @@ def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> Path
     if missing:
         raise StageError(f"no valid function for stage(s) {missing}; see {run_dir / 'data' / 'functions.parquet'}")
     base.save(path)
+    seal_file(path)
     tracker.log({"functions_accepted": len(base.functions), "functions_rejected": len(rejected)})
     console.print(f"function base: {len(base.functions)} accepted, {len(rejected)} rejected -> {path}")
     return path
+
+
+def check_function_base(path: Path) -> None:
+    """Refuse a function base changed or cut short since it was written (its `.sha256` sidecar)."""
+    if not path.exists():
+        raise StageError(f"no function base at {path}: run `generate` first")
+    try:
+        verify_file(path)
+    except IntegrityError as exc:
+        raise StageError(f"{exc}. The demonstrations in {path.parent / 'data'} were made with the original: "
+                         f"restore it, or delete it and that folder and rerun `generate`") from None
+
+
+def check_checkpoint(checkpoint: Path) -> None:
+    """Refuse an exported student whose files no longer match its `checksums.json`."""
+    try:
+        verify_directory(checkpoint)
+    except IntegrityError as exc:
+        raise StageError(f"student checkpoint {checkpoint} is corrupt: {exc}. Delete {checkpoint} and rerun "
+                         f"`logic-distill train --run-dir {checkpoint.parent.parent}` to retrain it") from None
 
 
 def generate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
@@ -128,6 +152,8 @@ def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[st
             console.rule(f"training the {method.upper()} student")
             run_training(run_dir / "config.resolved.yaml", shards, init, target, run_dir, f"train_{method}",
                          cfg.training)
+        if not (target / CHECKSUMS_NAME).exists():
+            seal_directory(target)  # evaluation verifies these before it loads the weights
         out[method] = target
     return out
 
@@ -150,6 +176,7 @@ def policy_specs(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
             checkpoint = run_dir / "students" / method
             if not (checkpoint / "config.json").exists():
                 raise StageError(f"{name}: no trained checkpoint at {checkpoint}; run `train` first")
+            check_checkpoint(checkpoint)
             # ld_student_no_runtime: the same LD student, but emergencies get no new functions
             specs[name] = {"kind": "hf", "mode": "select" if method == "ld" else "action",
                            "checkpoint": str(checkpoint), "runtime_functions": not name.endswith("_no_runtime")}
@@ -186,11 +213,15 @@ def evaluate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
     import json
 
     from launch.report import by_kind_table, markdown_table, plot_results, write_results
-    from ray_jobs.evaluate import evaluate_policies
+    from ray_jobs.evaluate import EvaluationFailed, evaluate_policies
 
     env = make_env(cfg.task)
     seeds = env.heldout_seeds(cfg.eval.episodes)
-    per_policy = evaluate_policies(cfg, str(run_dir / "function_base.json"), policy_specs(cfg, run_dir), seeds)
+    check_function_base(run_dir / "function_base.json")
+    try:
+        per_policy = evaluate_policies(cfg, str(run_dir / "function_base.json"), policy_specs(cfg, run_dir), seeds)
+    except EvaluationFailed as exc:
+        raise StageError(str(exc)) from None
     (run_dir / "eval").mkdir(exist_ok=True)
     for name, res in per_policy.items():
         with (run_dir / "eval" / f"episodes-{name}.jsonl").open("w") as fh:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from generation.secrets import public_env
+
 
 def ensure_ray(ray_cfg: Any) -> None:
     import ray
@@ -13,8 +15,8 @@ def ensure_ray(ray_cfg: Any) -> None:
         return
     address = ray_cfg.address or os.environ.get("RAY_ADDRESS")
     # Workers must import our packages and stay offline, wherever they run.
-    env = {"env_vars": {k: v for k, v in os.environ.items()
-                        if k.startswith(("HF_", "WANDB_", "TOKENIZERS_", "TORCH_EXTENSIONS"))}}
+    # Secrets (WANDB_API_KEY, HF_TOKEN) stay out: Ray logs the runtime_env; local workers inherit them.
+    env = {"env_vars": public_env(("HF_", "WANDB_", "TOKENIZERS_", "TORCH_EXTENSIONS"))}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:

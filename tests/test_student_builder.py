@@ -164,7 +164,7 @@ def test_training_config_validation_and_file_resolution():
 def test_shipped_deepspeed_files_leave_shared_values_to_accelerate():
     import json
 
-    for name in ("zero0", "zero1", "zero2", "zero3", "zero3_offload"):
+    for name in ("zero0", "zero1", "zero2", "zero2_offload", "zero3", "zero3_offload"):
         ds = json.loads(resolve_deepspeed_config(TrainingConfig(deepspeed_config=name)).read_text())
         for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
             assert ds[key] == "auto", (name, key)

@@ -22,7 +22,8 @@ def student_and_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def batch8_accum1(tmp_path_factory, student_and_data):
     run_dir = tmp_path_factory.mktemp("b8a1")
-    return run_dir, train_in_process(run_dir, *student_and_data, per_device_batch_size=8, **COMMON)
+    return run_dir, train_in_process(run_dir, *student_and_data, per_device_batch_size=8,
+                                     **{**COMMON, "save_every": 2})  # saving does not change the numbers
 
 
 def load_weights(path):
@@ -90,3 +91,14 @@ def test_packed_run_logs_every_metric(tmp_path, student_and_data):
     summary = json.loads((tmp_path / "out" / "training_summary.json").read_text())
     # 216 training examples of ~40-70 tokens packed into rows of 128: far fewer rows than examples.
     assert summary["train_rows"] < 216 / 1.5 and summary["export_max_abs_logit_diff"] < 1e-4
+
+
+def test_resume_without_deepspeed_continues_the_same_curve(tmp_path, student_and_data, batch8_accum1):
+    """accelerate's plain save_state/load_state path (no DeepSpeed): model, optimizer, RNG, step."""
+    run_dir, uninterrupted = batch8_accum1
+    checkpoint = run_dir / "checkpoints" / "train" / "step-00000002"
+    rows = train_in_process(tmp_path, *student_and_data, per_device_batch_size=8,
+                            **{**COMMON, "resume": str(checkpoint)})
+    resumed = step_losses(rows)
+    assert list(resumed) == [3, 4]
+    assert list(resumed.values()) == pytest.approx([step_losses(uninterrupted)[s] for s in (3, 4)], rel=1e-6)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from training.data_plan import model_inputs
 
-FP32_TOLERANCE = 1e-3  # max |logit difference| accepted between the live model and its fp32 export
+FP32_TOLERANCE = 1e-3  # max |logit difference| / max(1, |logit|) accepted between live model and export
 
 
 def probe_logits(accelerator, model, batch: dict):
@@ -77,9 +77,10 @@ def _write_and_check(accelerator, model, tokenizer, out_dir: Path, state_dict, s
     if live is None:
         return {}
     check = _compare_with_reloaded(out_dir, probe_batch, live)
-    if strict and check["max_abs_logit_diff"] > FP32_TOLERANCE:
+    tolerance = FP32_TOLERANCE * max(1.0, check["logit_scale"])  # GPU and CPU fp32 kernels differ slightly
+    if strict and check["max_abs_logit_diff"] > tolerance:
         raise RuntimeError(f"the export at {out_dir} does not reproduce the trained model: max |logit difference| "
-                           f"on a probe batch is {check['max_abs_logit_diff']:.3g} (> {FP32_TOLERANCE})")
+                           f"on a probe batch is {check['max_abs_logit_diff']:.3g} (> {tolerance:.3g})")
     return check
 
 

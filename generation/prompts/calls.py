@@ -38,14 +38,35 @@ def _last_call_line(text: str) -> str:
     return calls[-1][len(CALL_PREFIX):].strip().strip("`").strip()
 
 
+_JSON_NAMES = {"true": True, "false": False, "null": None}
+
+
+class _JsonNames(ast.NodeTransformer):
+    """`Call.render` writes arguments as JSON: read its true/false/null as the Python constants."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.Constant(_JSON_NAMES[node.id]) if node.id in _JSON_NAMES else node
+
+
+def _join_surrogates(value: Any) -> Any:
+    # JSON writes characters beyond U+FFFF as surrogate pairs ("\ud83d\ude00"); Python reads two halves.
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_join_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_join_surrogates(k): _join_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def _literal(node: ast.AST, name: str) -> Any:
     try:
-        value = ast.literal_eval(node)
+        value = ast.literal_eval(_JsonNames().visit(node))
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise ParseError(f"argument '{name}' is not a literal value") from None
     if isinstance(value, tuple):
         value = list(value)  # JSON has no tuples; cells like (3, 4) arrive as lists
-    return value
+    return _join_surrogates(value)
 
 
 def parse_call(text: str, signatures: dict[str, list[str]]) -> Call:
