@@ -28,7 +28,8 @@ def test_train_without_run_dir_is_refused():
 def test_pipeline_end_to_end_smoke(tmp_path):
     run_dir = tmp_path / "run"
     overrides = ["generation.train_episodes=6", "generation.episodes_per_task=3", "eval.episodes=6",
-                 "training.max_steps=6", "training.num_processes=2", "training.log_every=1", "ray.num_cpus=2"]
+                 "training.max_steps=6", "training.num_processes=2", "training.log_every=1", "ray.num_cpus=2",
+                 "training.per_device_batch_size=4"]
     proc = subprocess.run([*CLI, "run", "configs/quickstart.yaml", *overrides, "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

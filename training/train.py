@@ -138,11 +138,13 @@ def _fingerprint(run_cfg: RunConfig, peak_lr: float, total_steps: int, plan: Dat
 
 
 def _needs_universal(saved: dict, world: int, stage: int | None) -> bool:
+    """Whether a DeepSpeed checkpoint must go through its universal form: another world size or stage."""
     saved_stage = saved.get("deepspeed_stage")
     if (saved_stage is None) != (stage is None):
-        raise PreflightError("the checkpoint was written with" + (" DeepSpeed" if saved_stage is not None else "out")
-                             + " DeepSpeed and this launch is" + ("n't" if stage is None else "") + " using it; "
-                             "resume with the same kind of launch, or start from the exported weights")
+        was = "with" if saved_stage is not None else "without"
+        now = "with" if stage is not None else "without"
+        raise PreflightError(f"the checkpoint was written {was} DeepSpeed and this launch runs {now} it; resume with "
+                             "the same kind of launch, or start a new run from the exported weights")
     return stage is not None and (saved["world_size"] != world or saved_stage != stage) and max(saved_stage, stage) > 0
 
 

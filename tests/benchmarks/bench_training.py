@@ -1,7 +1,7 @@
 """Training throughput: our loop vs TRL's SFTTrainer, same model, data and machine, side by side; plus MFU.
 
     .venv/bin/pip install -c launch/constraints-cpu.txt trl      # the peer, once
-    .venv/bin/python tests/benchmarks/bench_training.py           # preset small, 1 epoch of 512 examples
+    .venv/bin/python tests/benchmarks/bench_training.py           # preset small, 1 epoch of 256 examples
     .venv/bin/python tests/benchmarks/bench_training.py --preset tiny --examples 256 --quick
 
 Every row trains the same freshly built student (a preset, tokenizer trained locally) for one epoch on
@@ -86,7 +86,8 @@ def run_trl(student: Path, work: Path, rows: list[dict], args, packing: bool) ->
                        learning_rate=1e-3, warmup_steps=0, lr_scheduler_type="cosine", max_grad_norm=1.0,
                        optim="adamw_torch", logging_steps=10**6, save_strategy="no", report_to="none",
                        max_length=args.max_seq_len, packing=packing, completion_only_loss=True, use_cpu=True,
-                       dataloader_num_workers=0, seed=1, bf16=False, fp16=False)
+                       dataloader_num_workers=0, seed=1, bf16=False, fp16=False,
+                       gradient_checkpointing=False)  # TRL's default is on; ours is off: compare like with like
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     started = time.perf_counter()
@@ -141,7 +142,7 @@ def flops_and_peak(student: Path, lengths: list[int], threads: int) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--examples", type=int, default=512)
+    parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
