@@ -20,7 +20,7 @@ from generation.checksums import (CHECKSUMS_NAME, IntegrityError, seal_directory
 from generation.envs.registry import make_env
 from generation.tracking import Tracker
 
-console = Console()
+console = Console(soft_wrap=True)  # paths are printed whole, never wrapped
 
 
 class StageError(RuntimeError):

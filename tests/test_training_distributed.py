@@ -14,9 +14,9 @@ differs; measured: 1.3e-7). A resume must match to 1e-6 (measured: identical).
 """
 
 import json
-import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,7 +106,7 @@ def test_simulated_two_nodes_zero3_match_and_export_reloads(world, zero2_run):
     nodes = []
     for rank in (0, 1):
         env = quiet_env(NNODES="2", NODE_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
-                        NPROC_PER_NODE="1", PYTHON=os.sys.executable)
+                        NPROC_PER_NODE="1", PYTHON=sys.executable)
         log = (run_dir / f"node{rank}.log").open("w")
         nodes.append(subprocess.Popen(["bash", str(REPO / "launch" / "train_multinode.sh"), *train_args], env=env,
                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
@@ -186,7 +186,7 @@ def test_resume_onto_another_process_count_via_universal_checkpoint(world, zero2
     train_args = ["--config", str(config), "--data", str(world["data"]), "--student", str(world["student"]),
                   "--out", str(run_dir / "out"), "--run-dir", str(run_dir), "--job", "train"]
     done = subprocess.run(["bash", str(REPO / "launch" / "train_torchrun.sh"), *train_args], capture_output=True,
-                          text=True, env=quiet_env(NPROC_PER_NODE="1", PYTHON=os.sys.executable), timeout=300)
+                          text=True, env=quiet_env(NPROC_PER_NODE="1", PYTHON=sys.executable), timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "torch.distributed.run" in done.stdout
     assert (checkpoint / "universal" / "pytorch_model" / "zero").is_dir()

@@ -13,7 +13,8 @@ packed (`packing=True`, its best-fit strategy). tokens/s = real (non-pad) tokens
 seconds of the training loop (setup, tokenisation and export excluded for both). MFU = the FLOPs
 of those tokens (training/model_size.FlopsModel: 6·N per token + attention per example) / seconds
 / the dense-matmul peak measured on this machine with the same thread count.
-The GPU half of the issue (H200, bf16, a ~1B student) needs the device machine; see README.
+On a GPU machine the same script runs there (CUDA is used when present):
+    .venv/bin/python tests/benchmarks/bench_training.py --preset 1b --precision bf16 --batch 8 --max-seq-len 1024
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def run_ours(student: Path, data: Path, work: Path, args, packing: bool) -> dict
 
     cfg = RunConfig(StudentConfig(preset=args.preset, vocab_size=1024, max_seq_len=args.max_seq_len),
                     TrainingConfig(epochs=1, per_device_batch_size=args.batch, learning_rate=1e-3, warmup_ratio=0.0,
-                                   packing=packing, save_every=None, log_every=10**6, seed=1),
+                                   packing=packing, save_every=None, log_every=10**6, seed=1,
+                                   mixed_precision="bf16" if args.precision == "bf16" else "no"),
                     WandbConfig(mode="disabled"))
     run(cfg, [str(data)], student, work / "out", work, "bench")
     summary = json.loads((work / "out" / "training_summary.json").read_text())
@@ -74,6 +76,7 @@ def run_ours(student: Path, data: Path, work: Path, args, packing: bool) -> dict
 
 
 def run_trl(student: Path, work: Path, rows: list[dict], args, packing: bool) -> dict:
+    import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -85,8 +88,9 @@ def run_trl(student: Path, work: Path, rows: list[dict], args, packing: bool) ->
     config = SFTConfig(output_dir=str(work / "trl"), per_device_train_batch_size=args.batch, num_train_epochs=1,
                        learning_rate=1e-3, warmup_steps=0, lr_scheduler_type="cosine", max_grad_norm=1.0,
                        optim="adamw_torch", logging_steps=10**6, save_strategy="no", report_to="none",
-                       max_length=args.max_seq_len, packing=packing, completion_only_loss=True, use_cpu=True,
-                       dataloader_num_workers=0, seed=1, bf16=False, fp16=False,
+                       max_length=args.max_seq_len, packing=packing, completion_only_loss=True,
+                       use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, seed=1,
+                       bf16=args.precision == "bf16", fp16=False,
                        gradient_checkpointing=False)  # TRL's default is on; ours is off: compare like with like
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
@@ -119,14 +123,15 @@ def run_system(system: str, root: Path, repeat: int, args) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run([sys.executable, __file__, "--worker", system, "--work", str(work), "--preset",
                            args.preset, "--batch", str(args.batch), "--max-seq-len", str(args.max_seq_len),
-                           "--threads", str(args.threads)], capture_output=True, text=True, env=env)
+                           "--threads", str(args.threads), "--precision", args.precision],
+                          capture_output=True, text=True, env=env)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if done.returncode != 0 or line is None:
         return {"error": (done.stdout + done.stderr)[-2000:]}
     return json.loads(line[len("RESULT "):])
 
 
-def flops_and_peak(student: Path, lengths: list[int], threads: int) -> tuple[float, float]:
+def flops_and_peak(student: Path, lengths: list[int], threads: int, precision: str) -> tuple[float, float]:
     import torch
     from transformers import AutoConfig
 
@@ -136,7 +141,8 @@ def flops_and_peak(student: Path, lengths: list[int], threads: int) -> tuple[flo
     torch.set_num_threads(threads)
     flops = flops_model_from_hf_config(AutoConfig.from_pretrained(str(student)))
     epoch_flops = flops.training_flops(sum(lengths), sum(n * n for n in lengths))
-    return epoch_flops, measure_peak_flops(torch.device("cpu"), "fp32", seconds=2.0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return epoch_flops, measure_peak_flops(device, precision, seconds=2.0)
 
 
 def main() -> None:
@@ -146,6 +152,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16 on a GPU")
     parser.add_argument("--systems", nargs="+", default=SYSTEMS, choices=SYSTEMS)
     parser.add_argument("--repeats", type=int, default=2, help="runs per system; the best is reported")
     parser.add_argument("--quick", action="store_true", help="tiny preset, 128 examples")
@@ -162,9 +169,9 @@ def main() -> None:
     student, _, rows = build_inputs(root, args.preset, args.examples, args.max_seq_len)
     (root / "rows.json").write_text(json.dumps(rows))
     lengths = example_lengths(student, rows, args.max_seq_len)
-    epoch_flops, peak = flops_and_peak(student, lengths, args.threads)
+    epoch_flops, peak = flops_and_peak(student, lengths, args.threads, args.precision)
     print(f"{args.preset} student, {args.examples} examples ({sum(lengths)} tokens, mean {sum(lengths) / len(lengths):.0f}),"
-          f" batch {args.batch}, {args.threads} thread(s); measured fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
+          f" batch {args.batch}, {args.threads} thread(s); measured {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s")
     runs: dict[str, list[dict]] = {system: [] for system in args.systems}
     for repeat in range(args.repeats):  # interleaved, so a busy minute on a shared machine hits every system
         for system in args.systems:
