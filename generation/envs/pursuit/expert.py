@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from generation.envs.base import Instruction
+from generation.envs.expert_tools import choose
 from generation.envs.pursuit.grid import Grid
 from generation.envs.pursuit.instructions import parse_instruction
 
@@ -73,18 +74,7 @@ def _preferences(stage: str, instruction: Instruction, state: dict[str, Any], pr
 def expert_select(stage: str, instruction: Instruction | str, state: dict[str, Any], prev: Any,
                   candidates: list[str]) -> tuple[str, dict[str, Any]]:
     """The function (name, kwargs) the expert calls for `stage`, chosen among `candidates`."""
-    if not candidates:
-        raise ValueError("expert_select needs at least one candidate function")
     if isinstance(instruction, str):
         instruction = parse_instruction(instruction)
-    offered = set(candidates)
-    for name, kwargs in _preferences(stage, instruction, state, prev):
-        if name in offered:
-            return name, kwargs
-    for name in candidates:  # no preferred function offered: any known function of this stage
-        if FUNCTION_STAGES.get(name) == stage and name not in ("spread_out", "move_ambush"):
-            return name, {}
-    for name in candidates:
-        if FUNCTION_STAGES.get(name) == stage:
-            return name, {}
-    return candidates[0], {}
+    return choose(_preferences(stage, instruction, state, prev), candidates, stage, FUNCTION_STAGES,
+                  last_resort_excluded=("spread_out", "move_ambush"))

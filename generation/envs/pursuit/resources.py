@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from generation.envs import expert_tools
+
 _HERE = Path(__file__).parent
 _KIND = re.compile(r"^[a-z]+$")
 
@@ -24,8 +26,7 @@ def manual_text() -> str:
 
 
 def function_base_reply() -> str:
-    """The expert teacher's whole reply: one python block, then the `## Manual` section."""
-    return f"```python\n{teacher_functions_source().rstrip()}\n```\n\n{manual_text().strip()}\n"
+    return expert_tools.function_base_reply(_HERE)
 
 
 def emergency_reply(kind: str, text: str, state: dict[str, Any] | None = None) -> str:

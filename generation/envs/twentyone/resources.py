@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from generation.envs import expert_tools
+
 _HERE = Path(__file__).parent
 
 
@@ -21,5 +23,4 @@ def manual_text() -> str:
 
 
 def function_base_reply() -> str:
-    """The expert teacher's whole reply: one python block, then the `## Manual` section."""
-    return f"```python\n{teacher_functions_source().rstrip()}\n```\n\n{manual_text().strip()}\n"
+    return expert_tools.function_base_reply(_HERE)
