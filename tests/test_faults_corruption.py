@@ -194,3 +194,25 @@ def test_unwritable_destinations_surface_with_the_path(tmp_path):
         with pytest.raises(PermissionError) as info:
             write_json({}, locked / "episodes-00000.json")
         assert str(locked / "episodes-00000.json") in str(info.value)
+
+
+def test_corrupted_training_checkpoint_is_refused_on_resume(tmp_path):
+    """A checkpoint cut short on disk is never resumed from; the message names it and an older one."""
+    from generation.checksums import seal_directory
+    from training.checkpoints import TRAINER_STATE, resolve_resume, step_dir_name
+
+    for step in (10, 20):
+        ckpt = tmp_path / step_dir_name(step)
+        (ckpt / "pytorch_model").mkdir(parents=True)
+        (ckpt / "pytorch_model" / "mp_rank_00_model_states.pt").write_bytes(bytes(range(256)) * 40)
+        (ckpt / TRAINER_STATE).write_text(f'{{"step": {step}}}')
+        seal_directory(ckpt)
+    assert resolve_resume("auto", tmp_path) == tmp_path / step_dir_name(20)
+
+    shard = tmp_path / step_dir_name(20) / "pytorch_model" / "mp_rank_00_model_states.pt"
+    shard.write_bytes(shard.read_bytes()[:1000])  # cut short, as by a full disk or a killed copy
+    with pytest.raises(ValueError) as err:
+        resolve_resume("auto", tmp_path)
+    message = str(err.value)
+    assert str(shard) in message and "corrupted" in message and step_dir_name(10) in message
+    assert resolve_resume(str(tmp_path / step_dir_name(10)), tmp_path) == tmp_path / step_dir_name(10)

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from generation.checksums import IntegrityError, seal_directory, verify_directory
+
 TRAINER_STATE = "trainer_state.json"
 RUN_INFO = "run.json"
 STEP_PREFIX = "step-"
@@ -63,7 +65,7 @@ def resolve_resume(resume: str, root: Path) -> Path | None:
     `never` = None (refused when `root` already holds checkpoints), else a checkpoint path."""
     existing = list_checkpoints(root)
     if resume == "auto":
-        return existing[-1][1] if existing else None
+        return verified(existing[-1][1]) if existing else None
     if resume == "never":
         if existing:
             raise ValueError(f"training.resume=never but {root} already holds checkpoints "
@@ -74,7 +76,20 @@ def resolve_resume(resume: str, root: Path) -> Path | None:
     if not (path / TRAINER_STATE).is_file():
         raise ValueError(f"training.resume={resume!r} is not a complete checkpoint (no {TRAINER_STATE}); "
                          f"use auto, never, or a {STEP_PREFIX}N directory")
-    return path
+    return verified(path)
+
+
+def verified(checkpoint: Path) -> Path:
+    """`checkpoint`, once every file matches the checksums written when it was saved.
+
+    A corrupted or cut-short checkpoint is refused, never silently resumed from."""
+    try:
+        verify_directory(checkpoint)
+    except IntegrityError as exc:
+        older = [p.name for _, p in list_checkpoints(checkpoint.parent) if p != checkpoint]
+        hint = f"; resume from an older one with training.resume={checkpoint.parent / older[-1]}" if older else ""
+        raise ValueError(f"checkpoint {checkpoint} is corrupted: {exc}{hint}") from None
+    return checkpoint
 
 
 def clean_partial_saves(root: Path) -> None:
@@ -104,6 +119,7 @@ def save_checkpoint(accelerator, root: Path, step: int, trainer_state: dict[str,
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json_atomic(tmp / TRAINER_STATE, {**trainer_state, "step": step})
+        seal_directory(tmp)  # checked on resume: a corrupted checkpoint is refused, not used
         if final.exists():  # a step re-done after resuming from an earlier checkpoint
             shutil.rmtree(final)
         os.replace(tmp, final)
