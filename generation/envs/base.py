@@ -189,6 +189,15 @@ class DecisionEnv(ABC):
         """
         return []
 
+    def _admit(self, decision: Any) -> tuple[Any, bool]:
+        """The decision to play and whether it was invalid: an illegal decision is counted and replaced
+        by `default_decision()`. Environments keep `_decisions` and `_invalid` counters per episode."""
+        invalid = not self.is_legal(decision)
+        if invalid:
+            decision, self._invalid = self.default_decision(), self._invalid + 1
+        self._decisions += 1
+        return decision, invalid
+
     def check_stage_output(self, stage: str, state: dict[str, Any], output: Any) -> str | None:
         """Why `output` is not a valid result of `stage` for `state`, or None when it is.
 

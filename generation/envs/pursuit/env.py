@@ -219,10 +219,7 @@ class PursuitEnv(DecisionEnv):
         grid = self._require_episode()
         if self._done:
             raise RuntimeError("the episode is over; call reset before stepping again")
-        invalid = not self.is_legal(decision)
-        if invalid:
-            decision, self._invalid = self.default_decision(), self._invalid + 1
-        self._decisions += 1
+        decision, invalid = self._admit(decision)
         old_p = self._pursuers
         new_p = {n: self._pursuer_grid.move(c, decision[n]) for n, c in old_p.items()}
         c = self.config

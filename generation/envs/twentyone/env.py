@@ -120,10 +120,7 @@ class TwentyOneEnv(DecisionEnv):
         player = self._require_episode()
         if self._done:
             raise RuntimeError("the episode is over; call reset before stepping again")
-        invalid = not self.is_legal(decision)
-        if invalid:
-            decision, self._invalid = self.default_decision(), self._invalid + 1
-        self._decisions += 1
+        decision, invalid = self._admit(decision)
         if decision in ("hit", "double"):
             player.append(self._shoe.draw())
             self._stake = 2 if decision == "double" else self._stake
