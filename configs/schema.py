@@ -53,6 +53,9 @@ class EvalConfig(StrictModel):
         description="ld_student_no_runtime: the LD student without functions added for emergencies at run time")
     batch_size: int = Field(128, ge=1)
     max_new_tokens: int = Field(40, ge=1)
+    constrain_to_candidates: bool = Field(
+        True, description="LD student: choose the function name among the retrieved candidates by likelihood, "
+                          "then decode the arguments (False: free greedy decoding)")
     sample_decisions: int = Field(12, ge=0, description="rows of sample decisions logged per policy")
     task_retries: int = Field(2, ge=0, description="re-runs of a chunk of seeds whose Ray worker died")
 

@@ -19,6 +19,29 @@ EMERGENCY_KINDS = {**{k: "deadly" for k in _DEADLY}, **{k: "impassable" for k in
 HELDOUT_EMERGENCY_KINDS = ("gas", "acid", "rockfall", "landslide")
 
 
+def _drill_names(count: int, seed: int = 7) -> tuple[str, ...]:
+    """Made-up, pronounceable kind names (e.g. 'zemot'), fixed by `seed`."""
+    import random
+
+    rng, names = random.Random(seed), []
+    while len(names) < count:
+        name = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(2)) + rng.choice("kmnrst")
+        if name not in names and name not in EMERGENCY_KINDS:
+            names.append(name)
+    return tuple(names)
+
+
+# Drills: made-up kinds for training only. With hundreds of names no student can memorise "kind X ->
+# function move_X"; it has to learn to copy the kind it reads in the state into the call, which is
+# what an unseen kind needs (docs/emergencies.md). Their effects alternate between the two families.
+DRILL_KINDS = _drill_names(400)
+EMERGENCY_KINDS.update({k: ("deadly", "impassable")[i % 2] for i, k in enumerate(DRILL_KINDS)})
+
+
+def known_kinds_hint() -> str:
+    return f"known: {', '.join((*_DEADLY, *_IMPASSABLE))} and {len(DRILL_KINDS)} drill kinds ({DRILL_KINDS[0]}, ...)"
+
+
 class EmergencyConfig(StrictModel):
     """Emergencies announced mid-episode (docs/emergencies.md). `probability` 0 is the plain game.
 
@@ -28,9 +51,16 @@ class EmergencyConfig(StrictModel):
 
     probability: float = Field(0.0, ge=0.0, le=1.0, description="share of episodes with an emergency")
     onset_steps: list[int] = Field(default_factory=lambda: [2, 6], description="[first, last] step it may appear")
-    train_kinds: list[str] = Field(default_factory=lambda: [k for k in EMERGENCY_KINDS
+    train_kinds: list[str] = Field(default_factory=lambda: [k for k in (*_DEADLY, *_IMPASSABLE)
                                                             if k not in HELDOUT_EMERGENCY_KINDS])
     heldout_kinds: list[str] = Field(default_factory=lambda: list(HELDOUT_EMERGENCY_KINDS))
+    drill_kinds: int = Field(0, ge=0, le=len(DRILL_KINDS),
+                             description="made-up kinds (configs.task_schema.DRILL_KINDS) added to train_kinds")
+
+    @property
+    def train_pool(self) -> list[str]:
+        """The kinds training seeds draw from: train_kinds plus the first `drill_kinds` drills."""
+        return list(self.train_kinds) + [k for k in DRILL_KINDS[:self.drill_kinds] if k not in self.train_kinds]
 
     @model_validator(mode="after")
     def _check(self) -> EmergencyConfig:
@@ -40,10 +70,10 @@ class EmergencyConfig(StrictModel):
             kinds = getattr(self, field)
             unknown = sorted(set(kinds) - set(EMERGENCY_KINDS))
             if unknown:
-                raise ValueError(f"{field} has unknown emergency kinds {unknown}; known: {sorted(EMERGENCY_KINDS)}")
+                raise ValueError(f"{field} has unknown emergency kinds {unknown}; {known_kinds_hint()}")
             if self.probability > 0 and not kinds:
                 raise ValueError(f"{field} must name at least one kind when probability > 0")
-        shared = sorted(set(self.train_kinds) & set(self.heldout_kinds))
+        shared = sorted(set(self.train_pool) & set(self.heldout_kinds))
         if shared:
             raise ValueError(f"emergency kinds {shared} are both in train_kinds and heldout_kinds")
         return self

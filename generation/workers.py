@@ -59,6 +59,7 @@ class TeacherDemoWorker:
 
     def run(self, seeds: list[int], tag: str) -> dict[str, Any]:
         self.policy.begin(tag)  # request ids, usage and rejections of this task alone
+        written_before = len(self.responder.records)
         episodes = start_episodes(lambda: make_env(self.cfg.task), seeds, tag)
         play_by_functions(episodes, self.policy, self.base, self.sandbox, self.cfg.generation.top_k, record=True,
                           responder=self.responder)
@@ -69,6 +70,7 @@ class TeacherDemoWorker:
             "action_records": [r for e in keep for r in keep_steps(e.action_records, e.steps, per_episode)],
             "episodes": [_episode_summary(e, "teacher") for e in episodes],
             "rejections": list(self.policy.rejections),
+            "runtime_functions": self.responder.records[written_before:],  # this task's emergency functions
             "usage": dict(self.policy.usage),
         }
 
@@ -114,7 +116,8 @@ class EvalWorker:
         from generation.policies.hf_student import HFStudentPolicy
 
         return HFStudentPolicy(spec["checkpoint"], kind=spec["mode"], max_new_tokens=self.cfg.eval.max_new_tokens,
-                               batch_size=self.cfg.eval.batch_size)
+                               batch_size=self.cfg.eval.batch_size,
+                               constrain_to_candidates=self.cfg.eval.constrain_to_candidates)
 
     def run(self, policy_name: str, spec: dict[str, Any], seeds: list[int]) -> list[dict[str, Any]]:
         policy = self._policy(spec)

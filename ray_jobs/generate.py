@@ -1,7 +1,7 @@
 """Teacher demonstrations on Ray: actors play training episodes; the driver commits each task exactly once.
 
 Work is cut into tasks of `episodes_per_task` seeds; task i becomes shards `ld-<i>`, `kd-<i>`,
-`rejections-<i>` and `episodes-<i>.json`, then one line in `manifest.jsonl` with their checksums
+`rejections-<i>`, `runtime_functions-<i>` and `episodes-<i>.json`, then one line in `manifest.jsonl` with their checksums
 (generation/shards.py). Only the driver writes. A rerun of the same command skips every task the
 manifest vouches for and replays the rest; the response cache answers every request already paid
 for, so `kill -9` of the driver or of any actor at any moment loses nothing, duplicates nothing, and
@@ -24,7 +24,9 @@ from ray_jobs.cluster import ensure_ray
 from ray_jobs.generation_progress import GenerationProgress, summary_table
 from ray_jobs.generation_services import GenerationServices
 
-SHARD_KINDS = {"ld": "stage_records", "kd": "action_records", "rejections": "rejections"}
+# runtime_functions: every function the teacher wrote for an emergency, accepted or rejected (with reasons)
+SHARD_KINDS = {"ld": "stage_records", "kd": "action_records", "rejections": "rejections",
+               "runtime_functions": "runtime_functions"}
 POLL_S = 0.5
 
 
@@ -191,5 +193,6 @@ def summarize_generation(out_dir: Path) -> dict[str, Any]:
             "rejections_by_reason": dict(rejected),
             "ld_shards": [str(p) for p in manifest.paths("ld")], "kd_shards": [str(p) for p in manifest.paths("kd")],
             "rejection_shards": [str(p) for p in manifest.paths("rejections")],
+            "runtime_functions": rows["runtime_functions"],
             "nodes": sorted({e["node_id"] for e in entries if e.get("node_id")}),
             **{f"teacher_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in usage.items()}}

@@ -55,7 +55,7 @@ def test_emergency_is_announced_at_its_seeded_step_and_shown_in_state_and_text()
     assert emergency.kind == "fire" and "fails" in emergency.text
     cells = env.state()["emergencies"][0]["cells"]
     assert cells and all(f"{x},{y}" in emergency.text for x, y in cells)
-    assert f"emergency fire {cells[0][0]},{cells[0][1]}" in env.render()
+    assert f"emergency (fire) {cells[0][0]},{cells[0][1]}" in env.render()
     assert env.parse_state_text(env.render()) == env.state()
     occupied = [*env.state()["pursuers"].values(), *env.state()["evaders"].values()]
     assert not any(c in occupied for c in cells)
@@ -226,3 +226,43 @@ def test_eval_worker_plays_with_and_without_runtime_functions(tmp_path):
     assert all(e["runtime_functions"] == ["move_fire"] for e in with_fns if e["emergency"] == "fire")
     assert any(e["runtime_calls"] > 0 for e in with_fns)
     assert all(e["runtime_functions"] == [] and e["runtime_calls"] == 0 for e in without)
+
+
+def test_drill_kinds_are_made_up_training_only_and_validated():
+    from configs.task_schema import DRILL_KINDS, EMERGENCY_KINDS
+
+    cfg = EmergencyConfig(probability=1.0, train_kinds=["fire"], heldout_kinds=["gas"], drill_kinds=50)
+    assert cfg.train_pool == ["fire", *DRILL_KINDS[:50]] and len(set(DRILL_KINDS)) == len(DRILL_KINDS) == 400
+    assert {EMERGENCY_KINDS[k] for k in DRILL_KINDS[:2]} == {"deadly", "impassable"}
+    from generation.envs.pursuit.emergencies import plan_emergency
+
+    train_kinds = {plan_emergency(s, cfg).kind for s in train_seeds(300)}
+    assert len(train_kinds & set(DRILL_KINDS)) > 20 and "gas" not in train_kinds
+    assert {plan_emergency(s, cfg).kind for s in heldout_seeds(30)} == {"gas"}
+    with pytest.raises(ValueError, match="both in train_kinds and heldout_kinds"):
+        EmergencyConfig(probability=1.0, train_kinds=["fire"], heldout_kinds=[DRILL_KINDS[0]], drill_kinds=1)
+    with pytest.raises(ValueError, match="unknown emergency kinds.*drill kinds"):
+        EmergencyConfig(probability=1.0, train_kinds=["firee"])
+
+
+def test_state_text_spells_the_kind_as_its_function_name_does():
+    """`(gas)` in the state and `move_gas` in a call split into the same word for a student's tokenizer."""
+    env = _loaded(_state({"P1": (0, 0)}, {"E1": (6, 4)}, [("gas", [(3, 2)])]))
+    text = env.render()
+    assert "emergency (gas) 3,2" in text
+    assert env.parse_state_text(text)["emergencies"] == [{"kind": "gas", "cells": [[3, 2]]}]
+
+
+def test_generation_task_returns_the_emergency_functions_it_asked_for(tmp_path):
+    from generation.workers import TeacherDemoWorker
+
+    cfg, _, base_path = _cfg_and_base(tmp_path)
+    worker = TeacherDemoWorker(cfg, base_path)
+    try:
+        first = worker.run(train_seeds(3), "train0")
+        second = worker.run(train_seeds(3), "train1")
+    finally:
+        worker.close()
+    assert [(r.name, r.accepted) for r in first["runtime_functions"]] == [("move_fire", True)]
+    assert first["runtime_functions"][0].teacher_request_id.startswith("emergency-fire")
+    assert second["runtime_functions"] == []  # the kind was answered once, for the actor's lifetime

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from generation.policies.base import ActionRequest, PolicyReply, SelectionRequest
 from generation.prompts import kd, ld
+from generation.prompts.calls import CALL_PREFIX
 
 
 class HFStudentPolicy:
     def __init__(self, checkpoint: str | Path, kind: str, max_new_tokens: int = 48, batch_size: int = 64,
-                 device: str | None = None):
+                 device: str | None = None, constrain_to_candidates: bool = True):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -25,13 +26,21 @@ class HFStudentPolicy:
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.generated_tokens = 0
+        # LD: the function name is chosen among the retrieved candidates by likelihood, then the
+        # arguments are decoded (generation/policies/candidate_scoring.py says why)
+        self.constrain_to_candidates = constrain_to_candidates
 
-    def _generate(self, prompts: list[str]) -> list[str]:
+    def _render(self, prompt: str) -> str:
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def _generate(self, prompts: list[str], forced: list[str] | None = None) -> list[str]:
+        """Greedy replies; `forced[i]`, when given, is the start of reply i (decoding continues after it)."""
         import torch
 
         tok = self.tokenizer
-        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                         add_generation_prompt=True) for p in prompts]
+        forced = forced or [""] * len(prompts)
+        texts = [self._render(p) + f for p, f in zip(prompts, forced)]
         out: list[str] = []
         for i in range(0, len(texts), self.batch_size):
             enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True, padding_side="left",
@@ -42,12 +51,23 @@ class HFStudentPolicy:
             new = gen[:, enc["input_ids"].shape[1]:]
             self.generated_tokens += int((new != tok.pad_token_id).sum())
             out += tok.batch_decode(new, skip_special_tokens=True)
-        return out
+        return [f + o for f, o in zip(forced, out)]
+
+    def _choose_names(self, prompts: list[str], requests: list[SelectionRequest]) -> list[str]:
+        from generation.policies.candidate_scoring import best_continuation
+
+        starts = []
+        for prompt, request in zip(prompts, requests):
+            options = [f"{CALL_PREFIX} {c.name}(" for c in request.candidates]
+            starts.append(options[best_continuation(self.model, self.tokenizer, self._render(prompt), options,
+                                                    self.device)] if options else "")
+        return starts
 
     def select(self, requests: list[SelectionRequest]) -> list[PolicyReply]:
         prompts = [ld.student_selection_prompt(r.instruction, r.state_text, r.stage, r.stage_input,
                                                r.candidates) for r in requests]
-        return [PolicyReply(t) for t in self._generate(prompts)]
+        forced = self._choose_names(prompts, requests) if self.constrain_to_candidates else None
+        return [PolicyReply(t) for t in self._generate(prompts, forced)]
 
     def act(self, requests: list[ActionRequest]) -> list[PolicyReply]:
         return [PolicyReply(t) for t in self._generate([kd.student_action_prompt(r.instruction, r.state_text)

@@ -56,7 +56,7 @@ def plan_emergency(seed: int, config: EmergencyConfig) -> Planned | None:
     rng = random.Random(f"pursuit:{seed}:emergency")
     if config.probability <= 0 or rng.random() >= config.probability:
         return None
-    kinds = config.heldout_kinds if is_heldout_seed(seed) else config.train_kinds
+    kinds = config.heldout_kinds if is_heldout_seed(seed) else config.train_pool
     return Planned(rng.choice(sorted(kinds)), rng.randint(*config.onset_steps))
 
 

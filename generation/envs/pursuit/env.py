@@ -15,7 +15,7 @@ import functools
 import random
 from typing import Any
 
-from configs.task_schema import EMERGENCY_KINDS
+from configs.task_schema import EMERGENCY_KINDS, known_kinds_hint
 from generation.envs.base import DecisionEnv, Emergency, Instruction, StepResult
 from generation.envs.pursuit import emergencies as em
 from generation.envs.pursuit import instructions as ins
@@ -97,7 +97,7 @@ class PursuitEnv(DecisionEnv):
                     int(state["max_steps"]))
         for entry in state.get("emergencies", []):
             if entry.get("kind") not in EMERGENCY_KINDS:
-                raise ValueError(f"unknown emergency kind {entry.get('kind')!r}; known: {sorted(EMERGENCY_KINDS)}")
+                raise ValueError(f"unknown emergency kind {entry.get('kind')!r}; {known_kinds_hint()}")
             self._announce(entry["kind"], [(int(c[0]), int(c[1])) for c in entry["cells"]])
 
     def _start(self, grid: Grid, seed: int, instruction: Instruction, pursuers: dict[str, Cell],

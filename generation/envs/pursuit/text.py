@@ -7,7 +7,7 @@
     P1 2,3           (pursuer at x=2, y=3)
     E1 4,5 free near 2   (free evader; BFS distance to the nearest pursuer = 2)
     E2 captured 1st  (capture order)
-    emergency fire 3,4 4,4   (an announced emergency and its cells; only once one is announced)
+    emergency (fire) 3,4 4,4 (an announced emergency and its cells; only once one is announced)
 
 `near` is derived (recomputed from the rest), so `parse_state_text` ignores it: it is printed
 because a small student cannot run BFS in its head (the expert's fallback and a raw-action
@@ -26,7 +26,9 @@ _MAP = re.compile(r"^map (\d+)x(\d+)$")
 _PURSUER = re.compile(r"^(P\d+) (\d+),(\d+)$")
 _FREE = re.compile(r"^(E\d+) (\d+),(\d+) free(?: near \d+)?$")
 _CAPTURED = re.compile(r"^(E\d+) captured (\d+)(?:st|nd|rd|th)$")
-_EMERGENCY = re.compile(r"^emergency ([a-z]+)((?: \d+,\d+)+)$")
+# The kind sits in parentheses so that it tokenizes exactly as in the name of its function (`move_gas`):
+# a student can then copy it from the state into the call, even for a kind it never saw.
+_EMERGENCY = re.compile(r"^emergency \(([a-z]+)\)((?: \d+,\d+)+)$")
 
 
 def _ordinal(n: int) -> str:
@@ -54,7 +56,7 @@ def render_state(state: dict[str, Any], grid: Grid | None = None) -> str:
             x, y = state["evaders"][name]
             lines.append(f"{name} {x},{y} free near {danger.get((x, y), 99)}")
     for entry in state.get("emergencies", []):
-        lines.append(f"emergency {entry['kind']} " + " ".join(f"{x},{y}" for x, y in entry["cells"]))
+        lines.append(f"emergency ({entry['kind']}) " + " ".join(f"{x},{y}" for x, y in entry["cells"]))
     return "\n".join(lines)
 
 
