@@ -5,6 +5,10 @@
     logic-distill generate configs/quickstart.yaml --run-dir runs/exp1
     logic-distill train --run-dir runs/exp1 --method ld training.epochs=4
     logic-distill evaluate --run-dir runs/exp1 eval.episodes=400
+    logic-distill study configs/studies/cpu_scaling.yaml      # scaling study: sizes x methods x seeds
+    logic-distill sizes                                       # parameters and FLOPs of the size presets
+    logic-distill ltr configs/ltr_quickstart.yaml             # Learn-to-Reason rounds + ablations
+    logic-distill doc configs/doc_quickstart.yaml             # Divide-or-Conquer: every pipeline, accuracy + cost
 
 Arguments after the config file are `a.b=c` overrides. `train` and `evaluate` read the resolved
 config saved in `--run-dir` (overrides still apply on top).
@@ -38,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "the whole pipeline"), ("generate", "function base + teacher demonstrations"),
-                       ("train", "fine-tune the students"), ("evaluate", "held-out evaluation and results")):
+                       ("train", "fine-tune the students"), ("evaluate", "held-out evaluation and results"),
+                       ("ltr", "Learn-to-Reason: exam, tailored feedback, rounds, ablations"),
+                       ("doc", "Divide-or-Conquer: distil the decomposer, cost every pipeline")):
         p = sub.add_parser(name, help=text)
         p.add_argument("args", nargs="*", metavar="[CONFIG] KEY=VALUE", help="a YAML config, then overrides")
         p.add_argument("--run-dir", type=Path, default=None, help="run directory (default: a new one)")
@@ -56,6 +62,14 @@ def _config(args: argparse.Namespace):
         path = args.run_dir / RESOLVED_NAME
     if path is None and args.command in ("train", "evaluate"):
         raise ConfigError(f"{args.command} needs --run-dir of a run made by `generate` (or a config file)")
+    if args.command == "ltr":
+        from configs.ltr_schema import LtrRunConfig
+
+        return load_config(path, overrides, LtrRunConfig)
+    if args.command == "doc":
+        from configs.doc_schema import DocRunConfig
+
+        return load_config(path, overrides, DocRunConfig)
     return load_config(path, overrides, RunConfig)
 
 
@@ -64,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _offline_defaults()
     install_redacting_excepthook()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("study", "sizes"):  # own parser and config: launch/study_cli.py
+        from launch.study_cli import main as study_main
+
+        return study_main(argv)
     args = _parser().parse_args(argv)
     try:
         cfg = _config(args)
@@ -82,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, cfg, pipeline) -> None:
+    if args.command == "ltr":
+        from launch.ltr_pipeline import run_ltr
+
+        run_ltr(cfg, args.run_dir)
+        return
+    if args.command == "doc":
+        from launch.doc_pipeline import run_doc
+
+        run_doc(cfg, args.run_dir)
+        return
     run_dir = args.run_dir or pipeline.new_run_dir(cfg)
     if args.command == "run":
         pipeline.run_all(cfg, run_dir)

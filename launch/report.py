@@ -21,8 +21,9 @@ def _extra_columns(results: dict[str, dict[str, Any]]) -> list[str]:
                    if k not in COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool)})
 
 
-def markdown_table(results: dict[str, dict[str, Any]]) -> str:
-    columns = [*COLUMNS, *_extra_columns(results)]
+def markdown_table(results: dict[str, dict[str, Any]], columns: tuple[str, ...] | None = None) -> str:
+    """One row per key of `results`; `columns` (first = the key's header) default to the LD columns + extras."""
+    columns = list(columns) if columns else [*COLUMNS, *_extra_columns(results)]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for policy, m in results.items():
         lines.append("| " + " | ".join([policy, *(_fmt(m.get(c)) for c in columns[1:])]) + " |")

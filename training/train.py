@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from configs.ltr_schema import LtrLossSettings
 from configs.training_schema import (StudentConfig, TrainingConfig, accumulation_steps, effective_learning_rate,
                                      global_batch_rows)
 from generation.tracking import Tracker, WandbConfig
@@ -44,6 +45,7 @@ class RunConfig:
     student: StudentConfig
     training: TrainingConfig
     wandb: WandbConfig
+    ltr_loss: LtrLossSettings | None = None  # set: Learn-to-Reason objective (training/ltr_objective.py)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -53,7 +55,8 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise ValueError(f"{path}: a run config must be a mapping of sections")
     return RunConfig(student=StudentConfig.model_validate(raw.get("student") or {}),
                      training=TrainingConfig.model_validate(raw.get("training") or {}),
-                     wandb=WandbConfig.model_validate(raw.get("wandb") or {}))
+                     wandb=WandbConfig.model_validate(raw.get("wandb") or {}),
+                     ltr_loss=LtrLossSettings.model_validate(raw["ltr_loss"]) if raw.get("ltr_loss") else None)
 
 
 @dataclass
@@ -75,10 +78,11 @@ class Session:
     checkpoint_root: Path
     resumed_from: Path | None = None
     saved_state: dict = field(default_factory=dict)
+    objective: object | None = None  # None: completion-only SFT loss; else e.g. SelfReflectionObjective
 
 
 def train_window(accelerator, model, optimizer, window: list[dict], lr: float, max_grad_norm: float,
-                 stats: StepStats) -> float | None:
+                 stats: StepStats, objective=None) -> float | None:
     """One optimizer step over this rank's micro-batches; returns the gradient norm before clipping
     (None where the engine does not report it: DeepSpeed ZeRO-0).
 
@@ -92,13 +96,18 @@ def train_window(accelerator, model, optimizer, window: list[dict], lr: float, m
     local_tokens = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in window)
     global_tokens = accelerator.reduce(torch.tensor(float(local_tokens), device=accelerator.device), "sum")
     scale = accelerator.num_processes * len(window) / global_tokens.clamp(min=1.0)
+    triplet_scale = objective.triplet_scale(accelerator, window) if objective is not None else None
     grad_norm = None
     for batch in window:
         with accelerator.accumulate(model):
-            logits = model(**model_inputs(batch, accelerator.device)).logits
-            loss_sum, n_tokens = completion_loss_sum(logits, batch["labels"].to(accelerator.device),
-                                                     batch["weights"].to(accelerator.device))
-            accelerator.backward(loss_sum * scale)
+            if objective is not None:
+                loss, loss_sum, n_tokens = objective.step_loss(model, batch, accelerator.device, scale, triplet_scale)
+            else:
+                logits = model(**model_inputs(batch, accelerator.device)).logits
+                loss_sum, n_tokens = completion_loss_sum(logits, batch["labels"].to(accelerator.device),
+                                                         batch["weights"].to(accelerator.device))
+                loss = loss_sum * scale
+            accelerator.backward(loss)
             stats.add(float(loss_sum.detach()), int(n_tokens), batch["num_tokens"], batch["attention_pairs"])
             if accelerator.sync_gradients:
                 grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -168,9 +177,14 @@ def setup(run_cfg: RunConfig, data: list[str], student_dir: Path, checkpoint_roo
         raise RuntimeError(f"WORLD_SIZE={world} but the process group has {accelerator.num_processes} processes")
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
-    examples = encode_rows(tokenizer, read_sft_rows(data), run_cfg.student.max_seq_len)
+    if run_cfg.ltr_loss is not None:
+        from training.ltr_objective import ltr_examples_and_collate
+
+        examples, collate, objective = ltr_examples_and_collate(tokenizer, data, run_cfg, student_dir)
+    else:
+        examples = encode_rows(tokenizer, read_sft_rows(data), run_cfg.student.max_seq_len)
+        collate, objective = make_collate(tokenizer.pad_token_id, cfg.packing), None
     train_examples, held_out = split_eval(examples, cfg.eval_fraction, cfg.seed)
-    collate = make_collate(tokenizer.pad_token_id, cfg.packing)
     plan = DataPlan(build_rows(train_examples, cfg.packing, run_cfg.student.max_seq_len),
                     global_batch_rows(cfg, world), cfg.per_device_batch_size, world, accelerator.process_index,
                     cfg.seed, collate)
@@ -198,7 +212,7 @@ def setup(run_cfg: RunConfig, data: list[str], student_dir: Path, checkpoint_roo
         on_gpu = accelerator.device.type == "cuda"
         peak = measure_peak_flops(accelerator.device, cfg.mixed_precision.replace("no", "fp32") if on_gpu else "fp32")
     return Session(accelerator, model, optimizer, tokenizer, plan, eval_set, peak_lr, total_steps,
-                   int(saved.get("step", 0)), fingerprint, flops, peak, checkpoint_root, resumed_from, saved)
+                   int(saved.get("step", 0)), fingerprint, flops, peak, checkpoint_root, resumed_from, saved, objective)
 
 
 def _restore(accelerator, model, checkpoint: Path, universal: bool) -> None:
@@ -250,10 +264,12 @@ def train_loop(session: Session, run_cfg: RunConfig, tracker: Tracker | None, jo
     while step < session.total_steps:
         lr = lr_at(step, session.total_steps, cfg, session.peak_lr)
         grad_norm = train_window(accelerator, session.model, session.optimizer, session.plan.micro_batches(step),
-                                 lr, cfg.max_grad_norm, stats)
+                                 lr, cfg.max_grad_norm, stats, session.objective)
         step += 1
         if step == 1 or step % cfg.log_every == 0 or step == session.total_steps:
             last = _log_row(session, stats, lr, step, grad_norm)
+            if session.objective is not None:
+                last.update(session.objective.pop_metrics(accelerator))
             for key in totals:
                 totals[key] += last.pop(key, 0.0)
             stats = StepStats()
@@ -340,7 +356,7 @@ def _run_rates(last: dict, seconds: float, world: int, peak_flops: float | None)
     """Throughput and MFU over the whole loop (this run's steps only, when resumed)."""
     seconds = max(seconds, 1e-9)
     rates = {"train_tokens": last["train_tokens"], "tokens_per_s": last["train_tokens"] / seconds,
-             "tokens_per_s_per_device": last["train_tokens"] / seconds / world}
+             "tokens_per_s_per_device": last["train_tokens"] / seconds / world, "train_flops": last["train_flops"]}
     if peak_flops:
         rates["mfu"] = last["train_flops"] / seconds / (peak_flops * world)
     return rates

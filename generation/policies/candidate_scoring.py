@@ -12,38 +12,51 @@ from __future__ import annotations
 from typing import Sequence
 
 
-def continuation_logprobs(model, tokenizer, prefix: str, continuations: Sequence[str], device) -> list[float]:
-    """Sum of token log-probabilities of each continuation after `prefix`, in one padded batch."""
+def _scored_ids(tokenizer, prefix: str, continuation: str) -> tuple[list[int], int]:
+    """Token ids of prefix + continuation and the index of the first continuation token."""
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(prefix + continuation, add_special_tokens=False)["input_ids"]
+    # BPE may merge across the boundary: score from the first token that differs from the prefix's
+    start = next((i for i, (a, b) in enumerate(zip(ids, prefix_ids)) if a != b), min(len(ids), len(prefix_ids)))
+    return ids, max(start, 1)
+
+
+def pair_logprobs(model, tokenizer, pairs: Sequence[tuple[str, str]], device, batch_rows: int = 64) -> list[float]:
+    """Sum of token log-probabilities of each (prefix, continuation) pair's continuation."""
     import torch
 
-    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-    rows, spans = [], []
-    for text in continuations:
-        ids = tokenizer(prefix + text, add_special_tokens=False)["input_ids"]
-        # BPE may merge across the boundary; score from the first token that differs from the prefix's
-        start = next((i for i, (a, b) in enumerate(zip(ids, prefix_ids)) if a != b), min(len(ids), len(prefix_ids)))
-        rows.append(ids)
-        spans.append((max(start, 1), len(ids)))
-    width = max(len(r) for r in rows)
+    encoded = [_scored_ids(tokenizer, prefix, text) for prefix, text in pairs]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, ids in enumerate(rows):  # right padding: positions of real tokens stay 0..n-1
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        mask[i, :len(ids)] = 1
-    with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    scores = []
-    for i, (start, end) in enumerate(spans):
-        targets = input_ids[i, start:end].to(device)
-        scores.append(float(logprobs[i, start - 1:end - 1].gather(1, targets[:, None]).sum()))
+    scores: list[float] = []
+    for lo in range(0, len(encoded), batch_rows):
+        chunk = encoded[lo:lo + batch_rows]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for i, (ids, _) in enumerate(chunk):  # right padding: positions of real tokens stay 0..n-1
+            input_ids[i, :len(ids)] = torch.tensor(ids)
+            mask[i, :len(ids)] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        for i, (ids, start) in enumerate(chunk):
+            targets = input_ids[i, start:len(ids)].to(device)
+            scores.append(float(logprobs[i, start - 1:len(ids) - 1].gather(1, targets[:, None]).sum()))
     return scores
 
 
+def continuation_logprobs(model, tokenizer, prefix: str, continuations: Sequence[str], device) -> list[float]:
+    return pair_logprobs(model, tokenizer, [(prefix, c) for c in continuations], device)
+
+
+def argmax_first(scores: Sequence[float]) -> int:
+    """Index of the best score; ties go to the first (the retriever's higher rank)."""
+    if not scores:
+        raise ValueError("no continuations to choose from")
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
 def best_continuation(model, tokenizer, prefix: str, continuations: Sequence[str], device) -> int:
-    """Index of the most likely continuation (ties: the first, i.e. the retriever's higher rank)."""
     if not continuations:
         raise ValueError("no continuations to choose from")
-    scores = continuation_logprobs(model, tokenizer, prefix, continuations, device)
-    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+    return argmax_first(continuation_logprobs(model, tokenizer, prefix, continuations, device))

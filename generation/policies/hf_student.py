@@ -54,13 +54,16 @@ class HFStudentPolicy:
         return [f + o for f, o in zip(forced, out)]
 
     def _choose_names(self, prompts: list[str], requests: list[SelectionRequest]) -> list[str]:
-        from generation.policies.candidate_scoring import best_continuation
+        """`Call: <name>(` for each request: its most likely candidate, all pairs scored in batches."""
+        from generation.policies.candidate_scoring import argmax_first, pair_logprobs
 
+        options = [[f"{CALL_PREFIX} {c.name}(" for c in r.candidates] for r in requests]
+        pairs = [(self._render(p), o) for p, opts in zip(prompts, options) for o in opts]
+        scores = iter(pair_logprobs(self.model, self.tokenizer, pairs, self.device, self.batch_size))
         starts = []
-        for prompt, request in zip(prompts, requests):
-            options = [f"{CALL_PREFIX} {c.name}(" for c in request.candidates]
-            starts.append(options[best_continuation(self.model, self.tokenizer, self._render(prompt), options,
-                                                    self.device)] if options else "")
+        for opts in options:
+            mine = [next(scores) for _ in opts]
+            starts.append(opts[argmax_first(mine)] if opts else "")
         return starts
 
     def select(self, requests: list[SelectionRequest]) -> list[PolicyReply]:

@@ -74,11 +74,18 @@ class ExpertTeacher(TeacherBackend):
             return self._select_reply(prompt)
         if prompt.startswith(emergency.EMERGENCY_TASK):
             return self._emergency_reply(prompt)
+        if callable(getattr(self.expert, "task_reply", None)):
+            # a task's own expert (e.g. generation/ltr/tutor.py) answers the prompts of that task
+            return self.expert.task_reply(prompt)
         raise TeacherError("bad_request", "expert teacher does not know this task (no '# Task:' header)")
+
+    def reply_for(self, request: TeacherRequest) -> str:
+        """The reply to a request; an expert that draws several samples per prompt reads request.metadata."""
+        return self.reply_text(request.messages)
 
     async def complete(self, request: TeacherRequest) -> TeacherReply:
         started = time.perf_counter()
-        text = self.reply_text(request.messages)
+        text = self.reply_for(request)
         n_in = sum(_count_tokens(m["content"]) for m in request.messages)
         n_out = _count_tokens(text)
         return TeacherReply(request_id=request.request_id, text=text, finish_reason="stop", input_tokens=n_in,

@@ -24,7 +24,9 @@ def build_teacher(cfg: TeacherConfig, *, gate: Any = None, meter: Any = None, **
     if cfg.backend == "expert":
         from generation.teachers.expert import ExpertTeacher
 
-        return ExpertTeacher(cfg, **context)
+        # a task with its own scripted expert (Divide-or-Conquer) passes its ExpertTeacher subclass
+        teacher_class = context.pop("expert_class", ExpertTeacher)
+        return teacher_class(cfg, **context)
     if cfg.backend == "replay":
         from generation.teachers.replay_backend import ReplayTeacher
 

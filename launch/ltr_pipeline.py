@@ -1,0 +1,235 @@
+"""Learn-to-Reason end to end: warm-up, round-0 exam, then rounds of exam -> tailored feedback ->
+training -> held-out evaluation, for the full method and its ablations.
+
+    logic-distill ltr configs/ltr_quickstart.yaml                      # offline, CPU, ~15 min
+    logic-distill ltr configs/ltr_quickstart.yaml --run-dir runs/ltr1  # rerun: resumes at the last stage
+
+Every stage is skipped when its marker exists (ray_jobs/ltr_rounds.StageLog); a training cut off
+mid-way resumes from its own checkpoints. Layout of the run directory:
+students/<init|warmup|<arm>-r<k>>, exams/<name>.parquet, eval/<name>.parquet,
+data/feedback/<exam>-<tailored|plain>/{rows,rejections}.parquet, configs/<job>.yaml, stages/, results.*
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from configs.loader import RESOLVED_NAME, save_resolved
+from configs.ltr_schema import LtrLossSettings, LtrRunConfig
+from generation.ltr.questions import load_splits
+from generation.ltr.records import ExamRecord, LtrTrainingRecord
+from generation.prompts.ltr import student_prompt
+from generation.shards import read_records, write_shard
+from generation.tracking import Tracker
+from launch.pipeline import StageError
+from ray_jobs.ltr_rounds import StageLog, accuracy, run_exam, solved_share
+
+console = Console(soft_wrap=True)
+ROUND0 = "r0"
+
+
+def new_run_dir(cfg: LtrRunConfig) -> Path:
+    return Path(cfg.run.output_dir) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def arm_plan(cfg: LtrRunConfig, arm: str) -> dict[str, Any]:
+    """How an arm differs from the full method: rounds, tailoring, reflection weight, epochs per round."""
+    rounds = cfg.rounds.num_rounds
+    return {"rounds": 1 if arm == "one_round" else rounds,
+            "tailored": arm != "no_tailoring",
+            "loss": cfg.loss.model_copy(update={"reflection_weight": 0.0}) if arm == "no_reflection" else cfg.loss,
+            # one round trained as long as all rounds together: more epochs alone vs. new exams
+            "epochs": cfg.rounds.epochs * (rounds if arm == "one_round" else 1)}
+
+
+class LtrRun:
+    def __init__(self, cfg: LtrRunConfig, run_dir: Path, tracker: Tracker | None = None) -> None:
+        self.cfg, self.run_dir, self.tracker = cfg, Path(run_dir), tracker
+        self.stages = StageLog(self.run_dir)
+        self.splits = load_splits(cfg.task)
+
+    def _items(self, split: str) -> list[dict]:
+        return [{"uid": q.uid, "question": q.question, "answer": q.answer} for q in self.splits[split]]
+
+    def student(self, name: str) -> Path:
+        return self.run_dir / "students" / name
+
+    def _log(self, values: dict[str, Any]) -> None:
+        if self.tracker is not None:
+            self.tracker.log(values)
+
+    # --- stages -----------------------------------------------------------------------------------
+    def build_initial(self) -> Path:
+        from training.student_builder import build_student
+
+        init = self.student("init")
+        if not (init / "config.json").is_file():
+            texts = [t for split in ("warmup", "train") for q in self.splits[split]
+                     for t in (student_prompt(q.question), q.rationale or "")]
+            build_student(self.cfg.student, texts, init, seed=self.cfg.run.seed)
+        return init
+
+    def warmup(self, init: Path) -> dict:
+        """SFT on the warm-up questions' gold rationales (documented in docs/learn_to_reason.md)."""
+        missing = [q.uid for q in self.splits["warmup"] if not q.rationale]
+        if missing:
+            raise StageError(f"warm-up questions without a gold rationale ({missing[:3]}...): this source has "
+                             "none (SVAMP); set warmup.enabled=false and student.path to a pretrained student")
+        rows = [{"prompt": student_prompt(q.question), "completion": q.rationale} for q in self.splits["warmup"]]
+        path = self.run_dir / "data" / "warmup.parquet"
+        _write_rows(rows, path)
+        return self.train("warmup", [path], init, self.student("warmup"), None, self.cfg.warmup.epochs)
+
+    def train(self, job: str, data: list[Path], start: Path, out: Path, loss: LtrLossSettings | None,
+              epochs: float) -> dict:
+        from launch.train_launcher import run_training
+
+        config_path = self.run_dir / "configs" / f"{job}.yaml"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        training = {**self.cfg.training.model_dump(mode="json", exclude_unset=True), "epochs": epochs}
+        sections = {"student": self.cfg.student.model_dump(mode="json"), "training": training,
+                    "wandb": self.cfg.wandb.model_dump(mode="json")}
+        if loss is not None:
+            sections["ltr_loss"] = loss.model_dump(mode="json")
+        config_path.write_text(yaml.safe_dump(sections, sort_keys=False))
+        console.rule(f"training {job}")
+        run_training(config_path, data, start, out, self.run_dir, job, self.cfg.training)
+        summary = json.loads((out / "training_summary.json").read_text())
+        return {"student": str(out), "train_loss": summary.get("final_loss"), "steps": summary.get("steps")}
+
+    def evaluate(self, name: str, checkpoint: Path, round_index: int) -> dict:
+        records = run_exam(self.cfg.ray, self.cfg.exam, checkpoint, self._items("heldout"), f"heldout-{name}",
+                           round_index, 1, 0.0, self.cfg.run.seed)
+        write_shard(records, self.run_dir / "eval" / f"{name}.parquet")
+        result = {"heldout_accuracy": accuracy(records), "round": round_index}
+        console.print(f"[bold]{name}[/]: held-out accuracy {result['heldout_accuracy']:.3f}")
+        return result
+
+    def exam(self, name: str, checkpoint: Path, round_index: int) -> dict:
+        exam = self.cfg.exam
+        seed = self.cfg.run.seed + zlib.crc32(name.encode())
+        records = run_exam(self.cfg.ray, exam, checkpoint, self._items("train"), name, round_index, exam.samples,
+                           exam.temperature, seed)
+        write_shard(records, self.run_dir / "exams" / f"{name}.parquet")
+        result = {"exam_accuracy": accuracy(records), "solved_share": solved_share(records),
+                  "wrong_samples": sum(not r.correct for r in records)}
+        console.print(f"exam {name}: sample accuracy {result['exam_accuracy']:.3f}, "
+                      f"questions solved at least once {result['solved_share']:.3f}")
+        return result
+
+    def feedback(self, exam_name: str, tailored: bool, round_index: int) -> dict:
+        from generation.ltr.feedback import ask_teacher, build_requests, collect
+
+        exam = read_records([self.run_dir / "exams" / f"{exam_name}.parquet"], ExamRecord)
+        fb = self.cfg.feedback
+        items = build_requests(exam, tailored, fb.rationales_per_question, fb.negatives_per_question,
+                               fb.include_correct)
+        replies = ask_teacher(self.cfg.teacher, [i.request for i in items])
+        rows, rejected, stats = collect(items, replies, round_index, exam_name)
+        if not rows:
+            raise StageError(f"feedback on exam {exam_name}: no usable teacher rationale "
+                               f"({len(rejected)} rejected); see the teacher settings")
+        folder = self.feedback_dir(exam_name, tailored)
+        if rejected:
+            write_shard(rejected, folder / "rejections.parquet")
+        write_shard(rows, folder / "rows.parquet")
+        return stats
+
+    def feedback_dir(self, exam_name: str, tailored: bool) -> Path:
+        return self.run_dir / "data" / "feedback" / f"{exam_name}-{'tailored' if tailored else 'plain'}"
+
+    # --- the rounds -------------------------------------------------------------------------------
+    def run_arm(self, arm: str, warm: Path, round0: dict) -> list[dict]:
+        plan = arm_plan(self.cfg, arm)
+        history = [{"round": 0, **round0}]
+        student, exam_name, exam_summary = warm, ROUND0, round0
+        for r in range(1, plan["rounds"] + 1):
+            feedback = self.stages.run(
+                f"feedback-{exam_name}-{'tailored' if plan['tailored'] else 'plain'}",
+                lambda: self.feedback(exam_name, plan["tailored"], r), self._skipped)
+            job = f"{arm}-r{r}"
+            data = [self.feedback_dir(exam_name, plan["tailored"]) / "rows.parquet"]
+            trained = self.stages.run(f"train-{job}", lambda: self.train(job, data, student, self.student(job),
+                                                                         plan["loss"], plan["epochs"]), self._skipped)
+            student = self.student(job)
+            evaluated = self.stages.run(f"eval-{job}", lambda: self.evaluate(job, student, r), self._skipped)
+            history.append({**feedback, **trained, **evaluated, "exam": exam_name,
+                            "exam_accuracy": exam_summary["exam_accuracy"]})
+            self._log({f"{arm}/heldout_accuracy": evaluated["heldout_accuracy"], f"{arm}/round": r})
+            if r < plan["rounds"]:
+                exam_summary = self.stages.run(f"exam-{job}", lambda: self.exam(job, student, r), self._skipped)
+                exam_name = job
+        return history
+
+    def _skipped(self, name: str) -> None:
+        console.print(f"[dim]stage {name}: already done, skipped")
+
+    def run(self) -> dict[str, list[dict]]:
+        init = self.build_initial()
+        warm = self.student("warmup")
+        if self.cfg.warmup.enabled:
+            self.stages.run("warmup", lambda: self.warmup(init), self._skipped)
+        else:
+            warm = init
+        round0 = self.stages.run(f"eval-{ROUND0}", lambda: self.evaluate(ROUND0, warm, 0), self._skipped)
+        exam0 = self.stages.run(f"exam-{ROUND0}", lambda: self.exam(ROUND0, warm, 0), self._skipped)
+        self._log({"round0/heldout_accuracy": round0["heldout_accuracy"],
+                   "round0/exam_accuracy": exam0["exam_accuracy"]})
+        return {arm: self.run_arm(arm, warm, {**round0, **exam0}) for arm in self.cfg.arms()}
+
+
+def _write_rows(rows: list[dict], path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+def training_rows(run_dir: Path) -> list[LtrTrainingRecord]:
+    """Every tailored/plain training row of a run, with its lineage."""
+    return read_records(sorted((Path(run_dir) / "data" / "feedback").glob("*/rows.parquet")), LtrTrainingRecord)
+
+
+def check_same_config(cfg: LtrRunConfig, run_dir: Path) -> None:
+    """Finished stages are reused as they are: refuse to resume them under another config."""
+    resolved = run_dir / RESOLVED_NAME
+    if not resolved.is_file() or not StageLog(run_dir).finished():
+        return
+    before = yaml.safe_load(resolved.read_text())
+    changed = sorted(k for k, v in cfg.model_dump(mode="json").items() if before.get(k) != v)
+    if changed:
+        raise StageError(f"{run_dir} holds stages of a run with another config (sections {', '.join(changed)} "
+                         f"differ from {resolved}); resume with the same config, or use a new --run-dir")
+
+
+def run_ltr(cfg: LtrRunConfig, run_dir: Path | None = None) -> dict[str, Any]:
+    """The whole Learn-to-Reason run; prints the per-round table and writes results.{json,md,png}."""
+    from launch.ltr_report import write_report
+
+    run_dir = Path(run_dir or new_run_dir(cfg))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_same_config(cfg, run_dir)
+    save_resolved(cfg, run_dir)
+    console.print(f"run directory: [bold]{run_dir}")
+    id_file = run_dir / "metrics" / "ltr-wandb.json"
+    run_id = json.loads(id_file.read_text())["run_id"] if id_file.is_file() else None
+    tracker = Tracker(run_dir, cfg.wandb, "ltr", config=cfg.model_dump(mode="json"), run_id=run_id)
+    id_file.write_text(json.dumps({"run_id": tracker.run_id}))
+    started = time.perf_counter()
+    try:
+        history = LtrRun(cfg, run_dir, tracker).run()
+        results = write_report(cfg, run_dir, history, tracker, time.perf_counter() - started)
+        results["_wall_time_s"] = time.perf_counter() - started
+    finally:
+        tracker.finish()
+    console.print(f"{(run_dir / 'results.md').read_text()}\nwall time {results['_wall_time_s']:.0f} s; results.json, "
+                  f"results.md, results.png in run directory: [bold]{run_dir}")
+    return results

@@ -1,0 +1,110 @@
+"""Learn-to-Reason feedback: the expert teacher's tailored rationales, the prompt parser, and the lineage
+of a training record from the exam sample and the teacher request it came from."""
+
+import pytest
+
+from generation.ltr import tutor
+from generation.ltr.exam import grade
+from generation.ltr.feedback import ask_teacher, build_requests, collect
+from generation.ltr.records import ExamRecord, LtrTrainingRecord
+from generation.prompts.calls import ParseError
+from generation.prompts.ltr import parse_rationales, read_feedback_prompt, student_prompt, tailored_messages
+from generation.tasks.arithmetic import ArithmeticDifficulty, make_problem
+from configs.teacher_schema import TeacherConfig
+
+PROBLEM = make_problem(7, ArithmeticDifficulty(min_steps=3, max_steps=3, max_base=12, shapes=("chain",)))
+
+
+def wrong_at(step_index: int) -> str:
+    """The gold rationale with step `step_index`'s value off by one (later steps copied unchanged)."""
+    sentences = [s.sentence for s in PROBLEM.steps]
+    step = PROBLEM.steps[step_index]
+    sentences[step_index] = step.sentence.replace(f"= {step.value} ", f"= {step.value + 1} ")
+    return " ".join(sentences) + f" The answer is {PROBLEM.answer + 1}."
+
+
+def test_expert_finds_the_first_wrong_step_and_spells_it_out():
+    steps, facts, item = tutor.solve_steps(PROBLEM.question)
+    assert [s.sentence for s in steps] == [s.sentence for s in PROBLEM.steps]
+    assert tutor.first_wrong_step(steps, wrong_at(1)) == 1
+    assert tutor.first_wrong_step(steps, "I do not know.") == 0
+    assert tutor.first_wrong_step(steps, PROBLEM.rationale().replace(f"is {PROBLEM.answer}", "is 1")) == len(steps) - 1
+    first, second = tutor.tailored_rationales(steps, facts, item, wrong_at(1), 2)
+    assert first != second
+    for rationale in (first, second):
+        assert grade(rationale, str(PROBLEM.answer)) == (PROBLEM.answer, True)
+        assert f", so {steps[1].sentence}" in rationale  # the mistaken step comes with its fact restated
+    assert f", so {steps[0].sentence}" not in first  # the steps before it stay as they were
+
+
+def test_feedback_prompt_round_trip_and_parser_errors():
+    messages = tailored_messages(PROBLEM.question, wrong_at(0), str(PROBLEM.answer), 3)
+    request = read_feedback_prompt(messages[-1]["content"])
+    assert (request.question, request.gold_answer, request.count) == (PROBLEM.question, str(PROBLEM.answer), 3)
+    assert request.wrong_rationale == wrong_at(0)
+    assert parse_rationales("Rationale 2: b. The answer is 2.\nRationale 1: a. The answer is 1.", 5) == \
+        ["a. The answer is 1.", "b. The answer is 2."]
+    with pytest.raises(ParseError, match="no 'Rationale"):
+        parse_rationales("The answer is 4.", 2)
+    with pytest.raises(ParseError, match="without 'The answer is"):
+        parse_rationales("Rationale 1: it is four", 1)
+
+
+def exam_records(exam: str = "r0") -> list[ExamRecord]:
+    """Two samples of one question: the first wrong, the second right; a second question right throughout."""
+    other = make_problem(8, ArithmeticDifficulty(max_steps=2, max_base=12))
+    rows = []
+    for qid, problem, rationales in (("q1", PROBLEM, [wrong_at(1), PROBLEM.rationale()]),
+                                     ("q2", other, [other.rationale()])):
+        for k, rationale in enumerate(rationales):
+            predicted, correct = grade(rationale, str(problem.answer))
+            rows.append(ExamRecord(exam=exam, round=0, question_id=qid, sample_id=f"{exam}/{qid}/s{k}",
+                                   question=problem.question, gold_answer=str(problem.answer), rationale=rationale,
+                                   predicted=predicted, correct=correct, temperature=0.7, checkpoint="students/x"))
+    return rows
+
+
+def test_training_record_lineage_through_parquet(tmp_path):
+    from generation.shards import read_records, write_shard
+    from training.ltr_data import read_ltr_rows
+
+    exam = exam_records()
+    items = build_requests(exam, tailored=True, rationales=2, negatives_per_question=1, include_correct=True)
+    assert [i.request.request_id for i in items] == ["r0/q1/tailored-0", "r0/q2/known"]
+    rows, rejected, stats = collect(items, ask_teacher(TeacherConfig(), [i.request for i in items]), 1, "r0")
+    assert not rejected and stats["train_rows"] == 3 and stats["triplets"] == 2
+    path = write_shard(rows, tmp_path / "rows.parquet")
+    stored = read_records([path], LtrTrainingRecord)
+    tailored = [r for r in stored if r.question_id == "q1"]
+    wrong_sample = exam[0]
+    for row in tailored:
+        assert (row.round, row.exam, row.tailored) == (1, "r0", True)
+        assert row.exam_sample_id == wrong_sample.sample_id == "r0/q1/s0"
+        assert row.teacher_request_id == "r0/q1/tailored-0"
+        assert row.negative == wrong_sample.rationale  # verbatim: no gold answer appended
+        assert not row.negative.endswith(f"The answer is {PROBLEM.answer}.")
+        assert row.prompt == student_prompt(PROBLEM.question)
+        assert grade(row.completion, str(PROBLEM.answer))[1] and grade(row.positive, str(PROBLEM.answer))[1]
+    assert tailored[0].positive == tailored[1].completion  # the positive is the other teacher rationale
+    [known] = [r for r in stored if r.question_id == "q2"]
+    assert known.positive is None and known.negative is None and known.exam_sample_id == "r0/q2/s0"
+    training_view = read_ltr_rows(path)  # what training.train reads from the same file
+    assert [r["negative"] for r in training_view] == [r.negative for r in stored]
+
+
+def test_plain_feedback_ignores_the_students_rationale():
+    items = build_requests(exam_records(), tailored=False, rationales=2, negatives_per_question=1,
+                           include_correct=False)
+    [item] = items
+    assert wrong_at(1) not in item.request.messages[-1]["content"]
+    rows, _, _ = collect(items, ask_teacher(TeacherConfig(), [item.request]), 1, "r0")
+    assert rows[0].completion == PROBLEM.rationale() and not rows[0].tailored
+    assert rows[0].negative == wrong_at(1)  # the triplet still contrasts with the student's own mistake
+
+
+def test_expert_refuses_questions_it_cannot_read():
+    from generation.teachers.base import TeacherError
+
+    prompt = tailored_messages("What is the capital of France?", "Paris.", "1", 2)[-1]["content"]
+    with pytest.raises(TeacherError, match="arithmetic problems only"):
+        tutor.task_reply(prompt)
