@@ -48,3 +48,14 @@ def test_unreadable_text_is_refused_with_the_sentence(text):
 def test_bad_difficulty_is_refused():
     with pytest.raises(ValueError, match="min_steps"):
         ArithmeticDifficulty(min_steps=3, max_steps=2)
+
+
+def test_kinds_limit_the_derived_facts():
+    problems = make_problems(300, 0, ArithmeticDifficulty(min_steps=1, max_steps=4, kinds=("more", "fewer")))
+    kinds = {f.kind for p in problems for f in parse_facts(p.question)[0]}
+    assert kinds == {"base", "more", "fewer"}
+    for p in problems:
+        facts, target, _ = parse_facts(p.question)
+        assert solve_facts(facts, target) == p.answer
+    with pytest.raises(ValueError, match="kinds"):
+        ArithmeticDifficulty(kinds=("divide",))

@@ -33,8 +33,11 @@ class ArithmeticDifficulty:
     max_base: int = 20  # base counts are drawn from 2..max_base
     shapes: tuple[str, ...] = ("chain", "tree")  # a tree joins two chains with a final sum (needs >= 3 steps)
     distractors: int = 0  # facts about people the question does not need
+    kinds: tuple[str, ...] = DERIVED_KINDS  # which derived facts may appear (e.g. ("more", "fewer", "sum"))
 
     def __post_init__(self) -> None:
+        if not self.kinds or set(self.kinds) - set(DERIVED_KINDS):
+            raise ValueError(f"kinds must be a non-empty subset of {DERIVED_KINDS}, got {self.kinds}")
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(f"need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}")
         if self.max_base < 2:
@@ -182,7 +185,8 @@ def _step(fact: Fact, values: dict[str, int], item: str) -> Step:
                 value=value, sentence=f"{fact.person} has {expression} = {value} {item}.", depends_on=fact.refs)
 
 
-def _derive(rng: random.Random, person: str, ref: str, values: dict[str, int], partner: str | None) -> Fact:
+def _derive(rng: random.Random, person: str, ref: str, values: dict[str, int], partner: str | None,
+            kinds: tuple[str, ...]) -> Fact:
     """A valid derived fact for `person` from `ref` (and `partner` for a sum); values stay in range."""
     a = values[ref]
     options = []
@@ -196,19 +200,24 @@ def _derive(rng: random.Random, person: str, ref: str, values: dict[str, int], p
         options.append(Fact(person, "half", None, (ref,)))
     if partner is not None and a + values[partner] <= MAX_VALUE:
         options.append(Fact(person, "sum", None, (ref, partner)))
-    return rng.choice(options)
+    allowed = [f for f in options if f.kind in kinds]
+    if allowed:
+        return rng.choice(allowed)
+    # only kinds that cannot apply here (e.g. "half" of an odd count): the smallest step that always can
+    return Fact(person, "more", 1, (ref,)) if a < MAX_VALUE else Fact(person, "fewer", 1, (ref,))
 
 
-def _chain(rng, names, values, facts, start: str, length: int, item: str, steps: list) -> str:
+def _chain(rng, names, values, facts, start: str, length: int, item: str, steps: list,
+           kinds: tuple[str, ...]) -> str:
     current = start
     for _ in range(length):
         person = names.pop()
         partner = None
-        if rng.random() < 0.25:  # a sum with a fresh base quantity keeps chains varied
+        if "sum" in kinds and rng.random() < 0.25:  # a sum with a fresh base quantity keeps chains varied
             partner = names.pop()
             values[partner] = rng.randint(2, 20)
             facts.append(Fact(partner, "base", values[partner], ()))
-        fact = _derive(rng, person, current, values, partner)
+        fact = _derive(rng, person, current, values, partner, kinds)
         if fact.kind != "sum" and partner is not None:
             facts.remove(Fact(partner, "base", values.pop(partner), ()))
         steps.append(_step(fact, values, item))
@@ -224,7 +233,8 @@ def make_problem(seed: int, difficulty: ArithmeticDifficulty = ArithmeticDifficu
     rng.shuffle(names)
     item = rng.choice(ITEMS)
     num_steps = rng.randint(difficulty.min_steps, difficulty.max_steps)
-    shape = rng.choice([s for s in difficulty.shapes if s == "chain" or num_steps >= 3] or ["chain"])
+    tree_ok = num_steps >= 3 and "sum" in difficulty.kinds  # a tree joins its two chains with a sum
+    shape = rng.choice([s for s in difficulty.shapes if s == "chain" or tree_ok] or ["chain"])
     values: dict[str, int] = {}
     facts: list[Fact] = []
     steps: list[Step] = []
@@ -236,11 +246,12 @@ def make_problem(seed: int, difficulty: ArithmeticDifficulty = ArithmeticDifficu
         return person
 
     if shape == "chain":
-        target = _chain(rng, names, values, facts, base(), num_steps, item, steps)
+        target = _chain(rng, names, values, facts, base(), num_steps, item, steps, difficulty.kinds)
     else:
         left_len = rng.randint(1, num_steps - 2)
-        left = _chain(rng, names, values, facts, base(), left_len, item, steps)
-        right = _chain(rng, names, values, facts, base(), num_steps - 1 - left_len, item, steps)
+        left = _chain(rng, names, values, facts, base(), left_len, item, steps, difficulty.kinds)
+        right = _chain(rng, names, values, facts, base(), num_steps - 1 - left_len, item, steps,
+                       difficulty.kinds)
         target = names.pop()
         fact = Fact(target, "sum", None, (left, right))
         steps.append(_step(fact, values, item))
