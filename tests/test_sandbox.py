@@ -23,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = SandboxLimits(wall_seconds=1.0, cpu_seconds=0.5, memory_mb=256)
 # filling 256 MB costs page-fault time on a busy machine: generous time, so memory hits first
 ROOMY = SandboxLimits(wall_seconds=20.0, cpu_seconds=10.0, memory_mb=256)
+# a busy machine may give a spinning worker little CPU per wall second: plenty of wall time, so that the
+# CPU limit is what stops it (the wall-clock limit has its own test below)
+CPU_BOUND = SandboxLimits(wall_seconds=15.0, cpu_seconds=0.5, memory_mb=256)
 SAMPLES = [({"pursuers": {"P1": [0, 0]}, "target": [2, 0]}, None)]
 
 GOOD_SOURCE = '''
@@ -162,7 +165,8 @@ def test_functions_failing_at_run_time_are_rejected_and_the_host_is_unharmed(cas
     canary = tmp_path / "canary.txt"
     canary.write_text("intact")
     cwd = os.getcwd()
-    report = validate_function("f", source, SAMPLES, ROOMY if kind == "memory" else FAST)
+    limits = ROOMY if kind == "memory" else CPU_BOUND if expected == "CPU time" else FAST
+    report = validate_function("f", source, SAMPLES, limits)
     assert not report.ok
     assert report.failure_kind == kind, report.reasons
     assert expected in report.reasons[0], report.reasons
