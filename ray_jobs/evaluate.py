@@ -18,11 +18,11 @@ class EvaluationFailed(RuntimeError):
     """A chunk of evaluation seeds failed more often than `eval.task_retries` allows."""
 
 
-def _split(seeds: list[int], parts: int) -> list[list[int]]:
+def split_evenly(seeds: list[int], parts: int) -> list[list[int]]:
     return [chunk for chunk in (seeds[i::parts] for i in range(parts)) if chunk]
 
 
-def _run_chunks(Worker, workers: list, cfg: Any, base_path: str, name: str, spec: dict[str, Any],
+def run_chunks(Worker, workers: list, cfg: Any, base_path: str, name: str, spec: dict[str, Any],
                 chunks: list[list[int]]) -> list[list[dict[str, Any]]]:
     """Every chunk's episodes; a chunk whose worker died is rerun on a fresh worker."""
     import ray
@@ -55,13 +55,13 @@ def evaluate_policies(cfg: Any, base_path: str, specs: dict[str, dict[str, Any]]
 
     ensure_ray(cfg.ray)
     Worker = ray.remote(num_cpus=1, max_restarts=0)(EvalWorker)
-    chunks = _split(seeds, cfg.eval.num_workers)
+    chunks = split_evenly(seeds, cfg.eval.num_workers)
     workers = [Worker.remote(cfg, base_path, i) for i in range(len(chunks))]
     out: dict[str, dict[str, Any]] = {}
     try:
         with progress_bar("evaluation (policies)", len(specs)) as advance:
             for name, spec in specs.items():
-                parts = _run_chunks(Worker, workers, cfg, base_path, name, spec, chunks)
+                parts = run_chunks(Worker, workers, cfg, base_path, name, spec, chunks)
                 episodes = sorted((ep for part in parts for ep in part), key=lambda e: e["seed"])
                 out[name] = {"metrics": aggregate(episodes), "by_kind": aggregate_by(episodes), "episodes": episodes}
                 advance(1, f"{name}: success {out[name]['metrics']['success_rate']:.2f}")
