@@ -24,7 +24,7 @@ def _write_study(tmp_path: Path) -> Path:
             "generation": {"episodes_per_task": 4, "progress": False},
             "training": {"max_steps": 2, "per_device_batch_size": 4, "log_every": 1, "save_every": None},
             "eval": {"episodes": 2}}},
-        "grid": {"student": ["nano", str(broken)], "method": ["ld", "kd"], "data_size": [4], "seed": [0]},
+        "grid": {"student": ["nano", str(broken)], "method": ["ld"], "data_size": [4], "seed": [0]},
         "resources": {"num_processes": 1},
         "ray": {"num_cpus": 2},
         "wandb": {"mode": "offline"},
@@ -43,7 +43,7 @@ def test_tiny_study_reports_survives_a_failed_trial_and_resumes(tmp_path):
 
     rows = (study_dir / "study.csv").read_text().splitlines()
     assert rows[0].startswith("name,method,student,data_size,seed,success_rate")
-    assert sorted(r.split(",")[0] for r in rows[1:]) == ["kd-nano-d4-s0", "ld-nano-d4-s0"]
+    assert [r.split(",")[0] for r in rows[1:]] == ["ld-nano-d4-s0"]
     result = json.loads((study_dir / "trials" / "ld-nano-d4-s0" / "result.json").read_text())
     assert result["parameters"] > 0 and result["train_flops"] > 0 and result["tokens_per_s"] > 0
     assert result["teacher_input_tokens"] > 0 and result["episodes_generated"] == 4 and result["episodes"] == 2
@@ -59,7 +59,7 @@ def test_tiny_study_reports_survives_a_failed_trial_and_resumes(tmp_path):
     log_size = train_log.stat().st_size
     again = subprocess.run([*CLI, str(config)], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert again.returncode == 1
-    assert "skipped 2 finished trial(s)" in again.stdout and "demonstrations: 4 episodes" in again.stdout
+    assert "skipped 1 finished trial(s)" in again.stdout and "demonstrations: 4 episodes" in again.stdout
     assert train_log.stat().st_size == log_size  # the finished trial did not train again
     assert "trial ld-broken_ckpt-d4-s0 failed" in again.stdout  # a failed trial is retried
 
@@ -69,5 +69,5 @@ def _check_study_wandb_run(study_dir: Path) -> None:
 
     [run] = [wait_until_finished(p) for p in find_runs(study_dir / "wandb")]
     assert "trials" in run.tables and "quality_vs_parameters" in run.images
-    assert run.summary["trials_finished"] == 2 and run.summary["trials_failed"] == 2
+    assert run.summary["trials_finished"] == 1 and run.summary["trials_failed"] == 1
     assert run.config["study"]["name"] == "e2e"
