@@ -31,14 +31,23 @@ class LtrLossSettings(StrictModel):
     margin: float = Field(1.0, gt=0.0, le=2.0, description="rho of max(0, rho - cos(a, p) + cos(a, n))")
 
 
+DerivedKind = Literal["more", "fewer", "times", "half", "sum"]
+
+
 class ArithmeticSettings(StrictModel):
-    """Knobs of the built-in word-problem generator (generation/tasks/arithmetic.py)."""
+    """Knobs of the built-in word-problem generator (generation/tasks/arithmetic.py).
+
+    The defaults suit a tiny student trained from scratch on CPU: additions and subtractions of small
+    numbers in 1-2 steps, which it learns well enough to make real (not random) mistakes.
+    """
 
     min_steps: int = Field(1, ge=1)
     max_steps: int = Field(2, ge=1)
-    max_base: int = Field(12, ge=2)
-    shapes: list[Literal["chain", "tree"]] = Field(default_factory=lambda: ["chain", "tree"])
+    max_base: int = Field(9, ge=2)
+    shapes: list[Literal["chain", "tree"]] = Field(default_factory=lambda: ["chain"])
     distractors: int = Field(0, ge=0)
+    kinds: list[DerivedKind] = Field(default_factory=lambda: ["more", "fewer"], min_length=1,
+                                     description="which derived facts may appear (all five: the full generator)")
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> "ArithmeticSettings":
@@ -73,7 +82,13 @@ class WarmupConfig(StrictModel):
     rationales, so its round-0 exam makes real mistakes instead of producing noise."""
 
     enabled: bool = True
-    epochs: float = Field(6.0, gt=0)
+    rationales: Literal["teacher", "gold"] = Field(
+        "teacher", description="teacher: the teacher's plain rationales for the warm-up questions "
+        "(warmup.rationales_per_question each), so the student already writes in the styles the rounds' "
+        "feedback uses; gold: the dataset's own rationales")
+    rationales_per_question: int = Field(3, ge=1, description="with rationales=teacher: plain rationales per "
+                                         "warm-up question (every style the feedback may use)")
+    epochs: float = Field(3.0, gt=0)
 
 
 class ExamConfig(StrictModel):
@@ -94,6 +109,17 @@ class FeedbackConfig(StrictModel):
 class RoundsConfig(StrictModel):
     num_rounds: int = Field(3, ge=1, description="training rounds after the round-0 exam")
     epochs: float = Field(3.0, gt=0, description="epochs over each round's data")
+    learning_rate: float | None = Field(None, gt=0, description="peak lr of the round trainings (which continue "
+                                        "a trained student); None: the same as the warm-up's")
+
+
+class LtrTrainingLaunch(StrictModel):
+    """How each training of the run is started."""
+
+    in_process: bool = Field(False, description="train inside the pipeline's process (one process, no DeepSpeed): "
+                             "no launcher start-up per training, for small CPU runs; false: `accelerate launch`")
+    threads: int = Field(1, ge=1, description="torch threads of an in-process training (one per core it may use; "
+                         "more than the free cores slows a tiny model down several times)")
 
 
 class AblationsConfig(StrictModel):
@@ -108,6 +134,7 @@ class LtrRunConfig(StrictModel):
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     training: TrainingConfig = TrainingConfig()
+    launch: LtrTrainingLaunch = LtrTrainingLaunch()
     warmup: WarmupConfig = WarmupConfig()
     exam: ExamConfig = ExamConfig()
     feedback: FeedbackConfig = FeedbackConfig()
@@ -118,9 +145,12 @@ class LtrRunConfig(StrictModel):
     ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
-    def _no_packing(self) -> "LtrRunConfig":
+    def _training_fits(self) -> "LtrRunConfig":
         if self.training.packing:
             raise ValueError("training.packing is not supported by Learn-to-Reason (triplets need whole sequences)")
+        if self.launch.in_process and self.training.num_processes != 1:
+            raise ValueError(f"launch.in_process trains in one process; training.num_processes is "
+                             f"{self.training.num_processes} (set launch.in_process=false to launch them)")
         return self
 
     def arms(self) -> list[str]:

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from configs.loader import RESOLVED_NAME, save_resolved
 from configs.ltr_schema import LtrLossSettings, LtrRunConfig
+from generation.ltr.feedback import ask_teacher, build_requests, collect, warmup_requests
 from generation.ltr.questions import load_splits
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.prompts.ltr import student_prompt
@@ -50,8 +51,8 @@ def arm_plan(cfg: LtrRunConfig, arm: str) -> dict[str, Any]:
 
 
 class LtrRun:
-    def __init__(self, cfg: LtrRunConfig, run_dir: Path, tracker: Tracker | None = None) -> None:
-        self.cfg, self.run_dir, self.tracker = cfg, Path(run_dir), tracker
+    def __init__(self, cfg: LtrRunConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, Path(run_dir)
         self.stages = StageLog(self.run_dir)
         self.splits = load_splits(cfg.task)
 
@@ -60,10 +61,6 @@ class LtrRun:
 
     def student(self, name: str) -> Path:
         return self.run_dir / "students" / name
-
-    def _log(self, values: dict[str, Any]) -> None:
-        if self.tracker is not None:
-            self.tracker.log(values)
 
     # --- stages -----------------------------------------------------------------------------------
     def build_initial(self) -> Path:
@@ -77,30 +74,44 @@ class LtrRun:
         return init
 
     def warmup(self, init: Path) -> dict:
-        """SFT on the warm-up questions' gold rationales (documented in docs/learn_to_reason.md)."""
-        missing = [q.uid for q in self.splits["warmup"] if not q.rationale]
-        if missing:
-            raise StageError(f"warm-up questions without a gold rationale ({missing[:3]}...): this source has "
-                             "none (SVAMP); set warmup.enabled=false and student.path to a pretrained student")
-        rows = [{"prompt": student_prompt(q.question), "completion": q.rationale} for q in self.splits["warmup"]]
-        path = self.run_dir / "data" / "warmup.parquet"
-        _write_rows(rows, path)
-        return self.train("warmup", [path], init, self.student("warmup"), None, self.cfg.warmup.epochs)
+        """SFT on the warm-up questions' rationales (documented in docs/learn_to_reason.md)."""
+        questions = self.splits["warmup"]
+        if self.cfg.warmup.rationales == "teacher":
+            folder = self.feedback_dir("warmup", tailored=False)
+            stats = self.write_feedback(warmup_requests(questions, self.cfg.warmup.rationales_per_question),
+                                        0, "warmup", folder)
+            path = folder / "rows.parquet"
+        else:
+            missing = [q.uid for q in questions if not q.rationale]
+            if missing:
+                raise StageError(f"warm-up questions without a gold rationale ({missing[:3]}...): this source has "
+                                 "none (SVAMP); set warmup.rationales=teacher, or warmup.enabled=false and "
+                                 "student.path to a pretrained student")
+            path, stats = self.run_dir / "data" / "warmup.parquet", {}
+            _write_rows([{"prompt": student_prompt(q.question), "completion": q.rationale} for q in questions], path)
+        return {**stats, **self.train("warmup", [path], init, self.student("warmup"), None, self.cfg.warmup.epochs)}
 
     def train(self, job: str, data: list[Path], start: Path, out: Path, loss: LtrLossSettings | None,
-              epochs: float) -> dict:
-        from launch.train_launcher import run_training
-
+              epochs: float, learning_rate: float | None = None) -> dict:
         config_path = self.run_dir / "configs" / f"{job}.yaml"
         config_path.parent.mkdir(parents=True, exist_ok=True)
         training = {**self.cfg.training.model_dump(mode="json", exclude_unset=True), "epochs": epochs}
+        if learning_rate is not None:
+            training["learning_rate"] = learning_rate
         sections = {"student": self.cfg.student.model_dump(mode="json"), "training": training,
                     "wandb": self.cfg.wandb.model_dump(mode="json")}
         if loss is not None:
             sections["ltr_loss"] = loss.model_dump(mode="json")
         config_path.write_text(yaml.safe_dump(sections, sort_keys=False))
         console.rule(f"training {job}")
-        run_training(config_path, data, start, out, self.run_dir, job, self.cfg.training)
+        if self.cfg.launch.in_process:
+            from training.ltr_in_process import train_in_process
+
+            train_in_process(config_path, data, start, out, self.run_dir, job, self.cfg.launch.threads)
+        else:
+            from launch.train_launcher import run_training
+
+            run_training(config_path, data, start, out, self.run_dir, job, self.cfg.training)
         summary = json.loads((out / "training_summary.json").read_text())
         return {"student": str(out), "train_loss": summary.get("final_loss"), "steps": summary.get("steps")}
 
@@ -125,18 +136,19 @@ class LtrRun:
         return result
 
     def feedback(self, exam_name: str, tailored: bool, round_index: int) -> dict:
-        from generation.ltr.feedback import ask_teacher, build_requests, collect
-
         exam = read_records([self.run_dir / "exams" / f"{exam_name}.parquet"], ExamRecord)
         fb = self.cfg.feedback
         items = build_requests(exam, tailored, fb.rationales_per_question, fb.negatives_per_question,
                                fb.include_correct)
+        return self.write_feedback(items, round_index, exam_name, self.feedback_dir(exam_name, tailored))
+
+    def write_feedback(self, items: list, round_index: int, exam_name: str, folder: Path) -> dict:
+        """The teacher's replies to `items` as training rows (and rejections) in `folder`; their accounting."""
         replies = ask_teacher(self.cfg.teacher, [i.request for i in items])
         rows, rejected, stats = collect(items, replies, round_index, exam_name)
         if not rows:
-            raise StageError(f"feedback on exam {exam_name}: no usable teacher rationale "
-                               f"({len(rejected)} rejected); see the teacher settings")
-        folder = self.feedback_dir(exam_name, tailored)
+            raise StageError(f"feedback on {exam_name}: no usable teacher rationale "
+                             f"({len(rejected)} rejected); see the teacher settings")
         if rejected:
             write_shard(rejected, folder / "rejections.parquet")
         write_shard(rows, folder / "rows.parquet")
@@ -156,13 +168,13 @@ class LtrRun:
                 lambda: self.feedback(exam_name, plan["tailored"], r), self._skipped)
             job = f"{arm}-r{r}"
             data = [self.feedback_dir(exam_name, plan["tailored"]) / "rows.parquet"]
-            trained = self.stages.run(f"train-{job}", lambda: self.train(job, data, student, self.student(job),
-                                                                         plan["loss"], plan["epochs"]), self._skipped)
+            trained = self.stages.run(f"train-{job}", lambda: self.train(
+                job, data, student, self.student(job), plan["loss"], plan["epochs"], self.cfg.rounds.learning_rate),
+                self._skipped)
             student = self.student(job)
             evaluated = self.stages.run(f"eval-{job}", lambda: self.evaluate(job, student, r), self._skipped)
             history.append({**feedback, **trained, **evaluated, "exam": exam_name,
                             "exam_accuracy": exam_summary["exam_accuracy"]})
-            self._log({f"{arm}/heldout_accuracy": evaluated["heldout_accuracy"], f"{arm}/round": r})
             if r < plan["rounds"]:
                 exam_summary = self.stages.run(f"exam-{job}", lambda: self.exam(job, student, r), self._skipped)
                 exam_name = job
@@ -180,8 +192,6 @@ class LtrRun:
             warm = init
         round0 = self.stages.run(f"eval-{ROUND0}", lambda: self.evaluate(ROUND0, warm, 0), self._skipped)
         exam0 = self.stages.run(f"exam-{ROUND0}", lambda: self.exam(ROUND0, warm, 0), self._skipped)
-        self._log({"round0/heldout_accuracy": round0["heldout_accuracy"],
-                   "round0/exam_accuracy": exam0["exam_accuracy"]})
         return {arm: self.run_arm(arm, warm, {**round0, **exam0}) for arm in self.cfg.arms()}
 
 
@@ -219,13 +229,15 @@ def run_ltr(cfg: LtrRunConfig, run_dir: Path | None = None) -> dict[str, Any]:
     check_same_config(cfg, run_dir)
     save_resolved(cfg, run_dir)
     console.print(f"run directory: [bold]{run_dir}")
+    started = time.perf_counter()
+    history = LtrRun(cfg, run_dir).run()
+    # The pipeline's W&B run is written once the rounds are done: trainings run in this process may
+    # open their own runs meanwhile (one active run per process), and a resume continues this id.
     id_file = run_dir / "metrics" / "ltr-wandb.json"
     run_id = json.loads(id_file.read_text())["run_id"] if id_file.is_file() else None
     tracker = Tracker(run_dir, cfg.wandb, "ltr", config=cfg.model_dump(mode="json"), run_id=run_id)
     id_file.write_text(json.dumps({"run_id": tracker.run_id}))
-    started = time.perf_counter()
     try:
-        history = LtrRun(cfg, run_dir, tracker).run()
         results = write_report(cfg, run_dir, history, tracker, time.perf_counter() - started)
         results["_wall_time_s"] = time.perf_counter() - started
     finally:

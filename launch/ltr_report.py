@@ -77,6 +77,10 @@ def write_report(cfg, run_dir: Path, history: dict[str, list[dict]], tracker, wa
                                      "heldout_questions": cfg.task.heldout_questions})
     plot = plot_rounds(history, rounds, run_dir / "results.png", f"Learn-to-Reason on {cfg.task.source}")
     (run_dir / "results.md").write_text(f"Held-out accuracy per round:\n\n{table}\n\nPer round:\n\n{details}\n")
+    for r in range(rounds + 1):  # one W&B step per round, the arms' accuracies beside each other
+        row = {f"{arm}/heldout_accuracy": by[r] for arm, by in by_arm.items() if r in by}
+        if row:
+            tracker.log(row, step=r)
     tracker.log({"wall_time_s": wall_s})
     tracker.log_table("rounds", ["arm", "round", "heldout_accuracy"],
                       [[a, r, v] for a, by in accuracy_by_round(history).items() for r, v in by.items()])

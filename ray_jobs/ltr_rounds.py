@@ -52,21 +52,22 @@ def _chunks(items: list, parts: int) -> list[list]:
     return [chunk for chunk in (items[i::parts] for i in range(parts)) if chunk]
 
 
+def exam_chunk(checkpoint: str, max_new_tokens: int, batch_size: int, items: list[dict], exam: str,
+               round_index: int, k: int, temperature: float, seed: int) -> list[dict]:
+    """One worker's share of an exam (a Ray task: workers are reused, so torch is imported once per run)."""
+    return ExamWorker(checkpoint, max_new_tokens, batch_size).run(items, exam, round_index, k, temperature, seed)
+
+
 def run_exam(ray_cfg, exam_cfg, checkpoint: str | Path, items: list[dict], exam: str, round_index: int,
              k: int, temperature: float, seed: int) -> list[ExamRecord]:
-    """Every item answered k times by the checkpoint, the items spread over `exam_cfg.num_workers` actors."""
+    """Every item answered k times by the checkpoint, the items spread over `exam_cfg.num_workers` tasks."""
     import ray
 
     ensure_ray(ray_cfg)
-    Worker = ray.remote(num_cpus=1, max_restarts=0)(ExamWorker)
+    task = ray.remote(num_cpus=1, max_retries=0)(exam_chunk)
     chunks = _chunks(items, exam_cfg.num_workers)
-    workers = [Worker.remote(str(checkpoint), exam_cfg.max_new_tokens, exam_cfg.batch_size) for _ in chunks]
-    try:
-        parts = ray.get([w.run.remote(chunk, exam, round_index, k, temperature, seed + i)
-                         for i, (w, chunk) in enumerate(zip(workers, chunks))])
-    finally:
-        for worker in workers:
-            ray.kill(worker)
+    parts = ray.get([task.remote(str(checkpoint), exam_cfg.max_new_tokens, exam_cfg.batch_size, chunk, exam,
+                                 round_index, k, temperature, seed + i) for i, chunk in enumerate(chunks)])
     order = {item["uid"]: i for i, item in enumerate(items)}
     rows = sorted((r for part in parts for r in part), key=lambda r: (order[r["question_id"]], r["sample_id"]))
     return [ExamRecord.model_validate(r) for r in rows]

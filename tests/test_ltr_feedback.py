@@ -24,17 +24,35 @@ def wrong_at(step_index: int) -> str:
 
 
 def test_expert_finds_the_first_wrong_step_and_spells_it_out():
-    steps, facts, item = tutor.solve_steps(PROBLEM.question)
+    solution = tutor.solve_steps(PROBLEM.question)
+    steps = solution.steps
     assert [s.sentence for s in steps] == [s.sentence for s in PROBLEM.steps]
     assert tutor.first_wrong_step(steps, wrong_at(1)) == 1
     assert tutor.first_wrong_step(steps, "I do not know.") == 0
     assert tutor.first_wrong_step(steps, PROBLEM.rationale().replace(f"is {PROBLEM.answer}", "is 1")) == len(steps) - 1
-    first, second = tutor.tailored_rationales(steps, facts, item, wrong_at(1), 2)
-    assert first != second
-    for rationale in (first, second):
+    rationales = tutor.tailored_rationales(solution, wrong_at(1), 3)
+    assert len(set(rationales)) == 3 and rationales[2] == PROBLEM.rationale()  # the third: the gold one
+    for rationale in rationales:
         assert grade(rationale, str(PROBLEM.answer)) == (PROBLEM.answer, True)
-        assert f", so {steps[1].sentence}" in rationale  # the mistaken step comes with its fact restated
-    assert f", so {steps[0].sentence}" not in first  # the steps before it stay as they were
+    for rationale in rationales[:2]:
+        for later in steps[1:]:  # the mistaken step and every later one come with their fact restated
+            assert f", so {later.sentence}" in rationale
+        assert f", so {steps[0].sentence}" not in rationale  # the steps before it stay as they were
+    used = solution.facts[1].refs[0]  # the second variant first recalls the count the mistaken step uses
+    recall = f"{used} has {solution.values[used]} {solution.item}. "
+    fact = tutor.arithmetic.fact_sentence(solution.facts[1], solution.item)[:-1]
+    assert recall not in rationales[0] and f"{recall}{fact}, so {steps[1].sentence}" in rationales[1]
+    # one step wrong in a one-step problem: still distinct rationales (anchor != positive)
+    single = make_problem(3, ArithmeticDifficulty(min_steps=1, max_steps=1))
+    assert len(set(tutor.tailored_rationales(tutor.solve_steps(single.question), "No idea.", 2))) == 2
+
+
+def test_expert_steps_read_back_every_generated_problem():
+    """All derived kinds and both shapes: the expert's steps, solved from the text, are the generator's."""
+    difficulty = ArithmeticDifficulty(min_steps=1, max_steps=4, max_base=20, distractors=1)
+    for seed in range(300):
+        problem = make_problem(seed, difficulty)
+        assert tutor.solve_steps(problem.question).steps == list(problem.steps), problem.question
 
 
 def test_feedback_prompt_round_trip_and_parser_errors():

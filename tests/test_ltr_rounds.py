@@ -18,11 +18,12 @@ import pytest
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-OVERRIDES = ["warmup.enabled=false", "task.train_questions=6", "task.heldout_questions=6",
-             "task.warmup_questions=6", "rounds.num_rounds=2", "training.max_steps=2",
-             "training.per_device_batch_size=4", "exam.samples=2", "exam.max_new_tokens=24",
+# the quickstart trains in the CLI's process (launch.in_process), so a round costs seconds here
+OVERRIDES = ["warmup.enabled=false", "task.train_questions=4", "task.heldout_questions=4",
+             "task.warmup_questions=4", "rounds.num_rounds=2", "training.max_steps=1",
+             "training.per_device_batch_size=4", "exam.samples=2", "exam.max_new_tokens=12",
              "exam.num_workers=1", "ablations.no_reflection=false", "ablations.no_tailoring=false",
-             "ablations.one_round=false", "ray.num_cpus=1", "student.vocab_size=400"]
+             "ablations.one_round=false", "ray.num_cpus=1", "student.vocab_size=300", "student.preset=nano"]
 
 
 def start(run_dir: Path, log: Path) -> subprocess.Popen:

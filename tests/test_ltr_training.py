@@ -29,7 +29,7 @@ def curves(rows):
     return {r["step"]: (r["loss"], r.get("reflection_loss")) for r in rows if "loss" in r}
 
 
-def train_here(world, name, **training):
+def train_here(world, name, loss=LtrLossSettings(), **training):
     import torch
     from accelerate.state import AcceleratorState, GradientState
 
@@ -40,7 +40,7 @@ def train_here(world, name, **training):
     GradientState._reset_state()
     torch.set_num_threads(1)
     run_dir = world["root"] / name
-    cfg = RunConfig(STUDENT, TrainingConfig(**training), WandbConfig(mode="disabled"), LtrLossSettings())
+    cfg = RunConfig(STUDENT, TrainingConfig(**training), WandbConfig(mode="disabled"), loss)
     run(cfg, [str(world["data"])], world["student"], run_dir / "out", run_dir, "train")
     return curves(read_side_log(run_dir, "train"))
 
@@ -52,13 +52,24 @@ def test_objective_trains_both_terms_in_process(world):
     assert steps[4][0] < steps[1][0]
 
 
+def test_resume_refuses_a_checkpoint_trained_with_other_ltr_loss_settings(world):
+    from training.preflight import PreflightError
+
+    settings = {**COMMON, "max_steps": 1, "save_every": 1, "per_device_batch_size": 8}
+    train_here(world, "fingerprint", **settings)
+    with pytest.raises(PreflightError, match="ltr_loss"):  # same job, same checkpoints, lambda 0 instead of 0.5
+        train_here(world, "fingerprint", loss=LtrLossSettings(reflection_weight=0.0), **settings)
+
+
 @pytest.mark.slow
 def test_two_process_zero3_matches_one_process(world):
     from launch.train_launcher import build_launch_command, free_port
 
-    reference = train_here(world, "reference", per_device_batch_size=8, gradient_accumulation_steps=2, **COMMON)
+    # two steps of 8 rows: enough for the second step to depend on the first one's ZeRO-3 update
+    short = {**COMMON, "max_steps": 2}
+    reference = train_here(world, "reference", per_device_batch_size=4, gradient_accumulation_steps=2, **short)
     run_dir = world["root"] / "zero3"
-    training = TrainingConfig(num_processes=2, zero_stage=3, per_device_batch_size=8, **COMMON)
+    training = TrainingConfig(num_processes=2, zero_stage=3, per_device_batch_size=4, **short)
     run_dir.mkdir()
     config = run_dir / "config.resolved.yaml"
     config.write_text(yaml.safe_dump({"student": STUDENT.model_dump(mode="json"),
@@ -66,10 +77,11 @@ def test_two_process_zero3_matches_one_process(world):
                                       "wandb": {"mode": "disabled"}, "ltr_loss": LtrLossSettings().model_dump()}))
     cmd = build_launch_command(config, [world["data"]], world["student"], run_dir / "out", run_dir, "train", training,
                                cuda_available=False, port=free_port(), base_env=quiet_env())
-    proc = subprocess.run(cmd.argv, env=cmd.env, cwd=cmd.cwd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd.argv, env=cmd.env, cwd=cmd.cwd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     zero3 = curves(read_side_log(run_dir, "train"))
     assert sorted(zero3) == sorted(reference)
+    assert all(reflection is not None for _, reflection in reference.values())  # both terms compared
     for step, (loss, reflection) in reference.items():
         assert zero3[step][0] == pytest.approx(loss, rel=1e-5)
         assert zero3[step][1] == pytest.approx(reflection, rel=1e-5, abs=1e-6)

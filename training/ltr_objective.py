@@ -29,7 +29,9 @@ class SelfReflectionObjective:
 
     def step_loss(self, model, batch: dict, device, token_scale, triplet_scale: float):
         """(loss to backpropagate, MLE sum, valid tokens) of one micro-batch."""
-        want_states = bool(self.reflection_weight) and batch["triplet_anchor_rows"].numel() > 0
+        # With lambda > 0 every micro-batch takes the triplet path, with or without triplets (an empty sum):
+        # ZeRO-3 reduces gradients in the order backward produces them, which must match on all ranks.
+        want_states = bool(self.reflection_weight)
         out = model(**model_inputs(batch, device), output_hidden_states=want_states)
         mle_sum, n_tokens = completion_loss_sum(out.logits, batch["labels"].to(device), batch["weights"].to(device))
         loss = mle_sum * token_scale

@@ -139,11 +139,15 @@ def evaluate(session: Session) -> dict:
 def _fingerprint(run_cfg: RunConfig, peak_lr: float, total_steps: int, plan: DataPlan) -> dict:
     """What must match for a resume to continue the same run (process count and split may change)."""
     cfg = run_cfg.training
-    return {"student": run_cfg.student.model_dump(mode="json"), "seed": cfg.seed, "peak_lr": peak_lr,
-            "total_steps": total_steps, "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
-            "min_lr_ratio": cfg.min_lr_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
-            "packing": cfg.packing, "lora": cfg.lora.model_dump(mode="json") if cfg.lora else None,
-            "mixed_precision": cfg.mixed_precision, "rows_per_step": plan.rows_per_step, "train_rows": len(plan.rows)}
+    fingerprint = {
+        "student": run_cfg.student.model_dump(mode="json"), "seed": cfg.seed, "peak_lr": peak_lr,
+        "total_steps": total_steps, "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
+        "min_lr_ratio": cfg.min_lr_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
+        "packing": cfg.packing, "lora": cfg.lora.model_dump(mode="json") if cfg.lora else None,
+        "mixed_precision": cfg.mixed_precision, "rows_per_step": plan.rows_per_step, "train_rows": len(plan.rows)}
+    if run_cfg.ltr_loss is not None:  # only then: fingerprints of plain SFT checkpoints stay as they were
+        fingerprint["ltr_loss"] = run_cfg.ltr_loss.model_dump(mode="json")
+    return fingerprint
 
 
 def _needs_universal(saved: dict, world: int, stage: int | None) -> bool:

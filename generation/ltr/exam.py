@@ -1,6 +1,6 @@
 """The exam: a student checkpoint samples k rationales per question; each answer is extracted and checked.
 
-`ExamWorker` is the plain class a Ray actor wraps (ray_jobs/ltr_rounds.py); tests call it directly.
+`ExamWorker` is the plain class behind the Ray exam tasks (ray_jobs/ltr_rounds.py); tests call it directly.
 Greedy decoding with k = 1 is the held-out evaluation; sampling at the exam temperature is the exam.
 """
 

@@ -59,6 +59,13 @@ def build_requests(exam: list[ExamRecord], tailored: bool, rationales: int, nega
     return out
 
 
+def warmup_requests(questions: list, rationales: int) -> list[FeedbackRequest]:
+    """Plain requests for the warm-up questions (`QAItem`s): the teacher's rationales the student starts from."""
+    return [FeedbackRequest(TeacherRequest(plain_messages(q.question, q.answer, rationales),
+                                           request_id=f"warmup/{q.uid}/plain"), q.uid, q.question, rationales, False,
+                            None) for q in questions]
+
+
 def rows_from_reply(item: FeedbackRequest, reply: TeacherReply, round_index: int, exam: str
                     ) -> list[LtrTrainingRecord]:
     """Training rows of one reply; ParseError when the reply holds no usable rationale."""

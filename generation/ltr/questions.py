@@ -38,7 +38,8 @@ def load_splits(task) -> dict[str, list[QAItem]]:
     sizes = {"warmup": task.warmup_questions, "train": task.train_questions, "heldout": task.heldout_questions}
     if task.source == "arithmetic":
         a = task.arithmetic
-        difficulty = ArithmeticDifficulty(a.min_steps, a.max_steps, a.max_base, tuple(a.shapes), a.distractors)
+        difficulty = ArithmeticDifficulty(a.min_steps, a.max_steps, a.max_base, tuple(a.shapes), a.distractors,
+                                          tuple(a.kinds))
         return {name: arithmetic_items(sizes[name], task.seed * 10 * SPLIT_SEED_STRIDE + i * SPLIT_SEED_STRIDE,
                                        difficulty) for i, name in enumerate(SPLITS)}
     if task.source == "gsm8k":

@@ -3,13 +3,15 @@
 It reads the feedback prompt back (`generation.prompts.ltr`), solves the question from its text
 (`parse_facts`), locates the first step the student's rationale gets wrong, and writes correct
 rationales that spell out that step: the fact the step rests on is restated before its computation
-("Ben has 5 more marbles than Ava, so Ben has 12 + 5 = 17 marbles."). Plain (untailored) requests get
-the gold rationale and a fully spelled-out one. Replies go through the same parser as an LLM's.
+("Ben has 5 more marbles than Ava, so Ben has 12 + 5 = 17 marbles."), in a second variant also the
+counts it uses ("Ava has 12 marbles."). Plain (untailored) requests get the gold rationale, then
+every step spelled out. Replies go through the same parser as an LLM's.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from generation.prompts.ltr import ANSWER_PHRASE, read_feedback_prompt, render_rationales
 from generation.tasks import arithmetic
@@ -17,13 +19,35 @@ from generation.tasks.answers import numbers_match, parse_number
 from generation.teachers.base import TeacherError
 
 CLAIM = re.compile(r"([A-Z][a-z]+) has ([^=.]+?) = (-?\d+) \w+")
+OPERATORS = {"more": "+", "fewer": "-", "times": "*", "half": "/", "sum": "+"}
 
 
-def solve_steps(question: str) -> tuple[list[arithmetic.Step], list[arithmetic.Fact], str]:
-    """(the gold steps, the fact behind each step, the item) of a question, from its text alone.
+def gold_step(fact: arithmetic.Fact, values: dict[str, int], item: str) -> arithmetic.Step:
+    """The step that derives `fact`'s quantity from known `values`, written as the generator's
+    rationales write it ("Ben has 12 + 5 = 17 marbles.", a test checks they agree)."""
+    refs = [values[r] for r in fact.refs]
+    value = arithmetic.apply_fact(fact, refs)
+    right = {"half": 2, "sum": refs[-1]}.get(fact.kind, fact.number)
+    expression = f"{refs[0]} {OPERATORS[fact.kind]} {right}"
+    sentence = f"{fact.person} has {expression} = {value} {item}."
+    return arithmetic.Step(person=fact.person, question=arithmetic.question_sentence(fact.person, item),
+                           expression=expression, value=value, sentence=sentence, depends_on=fact.refs)
 
-    Steps come in dependency order (each quantity after those it uses), as the generator writes them.
-    """
+
+@dataclass(frozen=True)
+class Solution:
+    steps: list[arithmetic.Step]  # in dependency order (each quantity after those it uses), as generated
+    facts: list[arithmetic.Fact]  # the fact behind each step
+    values: dict[str, int]  # every quantity the steps use or derive
+    item: str
+
+    @property
+    def answer(self) -> int:
+        return self.steps[-1].value
+
+
+def solve_steps(question: str) -> Solution:
+    """The gold steps of a question, from its text alone."""
     facts, target, item = arithmetic.parse_facts(question)
     by_person = {f.person: f for f in facts}
     values: dict[str, int] = {}
@@ -41,12 +65,12 @@ def solve_steps(question: str) -> tuple[list[arithmetic.Step], list[arithmetic.F
         if fact.kind == "base":
             values[person] = fact.number
             return
-        steps.append(arithmetic._step(fact, values, item))  # the generator's own sentence for a step
+        steps.append(gold_step(fact, values, item))
         used.append(fact)
         values[person] = steps[-1].value
 
     visit(target, frozenset())
-    return steps, used, item
+    return Solution(steps, used, values, item)
 
 
 def first_wrong_step(steps: list[arithmetic.Step], rationale: str) -> int:
@@ -61,42 +85,58 @@ def first_wrong_step(steps: list[arithmetic.Step], rationale: str) -> int:
     return len(steps) - 1
 
 
-def explained(step: arithmetic.Step, fact: arithmetic.Fact, item: str) -> str:
-    """The step with the fact it rests on restated first."""
-    return f"{arithmetic.fact_sentence(fact, item)[:-1]}, so {step.sentence}"
+def recalled(solution: Solution, index: int) -> list[str]:
+    """The counts step `index` uses, each as a sentence ("Ava has 12 marbles.")."""
+    return [f"{ref} has {solution.values[ref]} {solution.item}." for ref in solution.facts[index].refs]
 
 
-def write_rationale(steps, facts, item, answer: int, spelled_out: set[int]) -> str:
-    sentences = [explained(s, f, item) if i in spelled_out else s.sentence
-                 for i, (s, f) in enumerate(zip(steps, facts))]
-    return " ".join(sentences) + f" {ANSWER_PHRASE} {answer}."
+def explained(solution: Solution, index: int) -> str:
+    """Step `index` with the fact it rests on restated first
+    ("Ben has 5 more marbles than Ava, so Ben has 12 + 5 = 17 marbles.")."""
+    fact, step = solution.facts[index], solution.steps[index]
+    return f"{arithmetic.fact_sentence(fact, solution.item)[:-1]}, so {step.sentence}"
 
 
-def tailored_rationales(steps, facts, item, wrong: str, n: int) -> list[str]:
-    """n correct rationales that spell out the first wrong step (then, in turn, every later step too)."""
-    first = first_wrong_step(steps, wrong)
-    variants = [{first}, set(range(first, len(steps))), set(range(len(steps)))]
-    answer = steps[-1].value
-    return [write_rationale(steps, facts, item, answer, variants[i % len(variants)]) for i in range(n)]
+def write_rationale(solution: Solution, recall: set[int] = frozenset(), explain: set[int] = frozenset()) -> str:
+    """The gold steps in order; before each step in `recall` the counts it uses, and the steps in
+    `explain` with their fact restated."""
+    sentences = []
+    for i, step in enumerate(solution.steps):
+        sentences += recalled(solution, i) if i in recall else []
+        sentences.append(explained(solution, i) if i in explain else step.sentence)
+    return " ".join(sentences) + f" {ANSWER_PHRASE} {solution.answer}."
 
 
-def plain_rationales(steps, facts, item, n: int) -> list[str]:
-    """n correct rationales written without seeing the student: the gold one, then a spelled-out one."""
-    variants = [set(), set(range(len(steps)))]
-    return [write_rationale(steps, facts, item, steps[-1].value, variants[i % len(variants)]) for i in range(n)]
+def tailored_rationales(solution: Solution, wrong: str, n: int) -> list[str]:
+    """n correct rationales aimed at the first step the student got wrong: the steps before it as they
+    were, that step and every later one explained; then also with the counts each uses recalled; then
+    the gold one (then repeating). Whole-rationale styles the student met in the warm-up's plain ones."""
+    first = first_wrong_step(solution.steps, wrong)
+    rest = set(range(first, len(solution.steps)))
+    variants = [(set(), rest), (rest, rest), (set(), set())]
+    return [write_rationale(solution, *variants[i % len(variants)]) for i in range(n)]
+
+
+def plain_rationales(solution: Solution, n: int) -> list[str]:
+    """n correct rationales written without seeing the student: the gold one, then every step explained,
+    then every step explained and recalled (then repeating)."""
+    every = set(range(len(solution.steps)))
+    variants = [(set(), set()), (set(), every), (every, every)]
+    return [write_rationale(solution, *variants[i % len(variants)]) for i in range(n)]
 
 
 def task_reply(prompt: str) -> str:
     """The expert's reply to a Learn-to-Reason feedback prompt (the hook `ExpertTeacher` calls)."""
     try:
         request = read_feedback_prompt(prompt)
-        steps, facts, item = solve_steps(request.question)
+        solution = solve_steps(request.question)
     except ValueError as exc:
         raise TeacherError("bad_request", f"the expert teacher answers feedback on the built-in arithmetic "
                            f"problems only: {exc}") from None
-    if not steps or not numbers_match(parse_number(request.gold_answer), steps[-1].value):
+    answer = solution.answer if solution.steps else None
+    if answer is None or not numbers_match(parse_number(request.gold_answer), answer):
         raise TeacherError("bad_request", f"gold answer {request.gold_answer!r} disagrees with the expert's "
-                           f"solution {steps[-1].value if steps else None}")
+                           f"solution {answer}")
     if request.wrong_rationale is None:
-        return render_rationales(plain_rationales(steps, facts, item, request.count))
-    return render_rationales(tailored_rationales(steps, facts, item, request.wrong_rationale, request.count))
+        return render_rationales(plain_rationales(solution, request.count))
+    return render_rationales(tailored_rationales(solution, request.wrong_rationale, request.count))
