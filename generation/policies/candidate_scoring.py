@@ -57,6 +57,4 @@ def argmax_first(scores: Sequence[float]) -> int:
 
 
 def best_continuation(model, tokenizer, prefix: str, continuations: Sequence[str], device) -> int:
-    if not continuations:
-        raise ValueError("no continuations to choose from")
     return argmax_first(continuation_logprobs(model, tokenizer, prefix, continuations, device))
