@@ -20,13 +20,19 @@ HELDOUT_EMERGENCY_KINDS = ("gas", "acid", "rockfall", "landslide")
 
 
 def _drill_names(count: int, seed: int = 7) -> tuple[str, ...]:
-    """Made-up, pronounceable kind names (e.g. 'zemot'), fixed by `seed`."""
+    """Made-up kind names (e.g. 'qzvbe', 'tmo', 'hwkdaxrp'), fixed by `seed`.
+
+    Letters uniform over a-z and lengths 3..10: a student trained on names that all look alike (an
+    earlier version used 5-letter consonant-vowel words) learns their shape instead of copying, and
+    then cuts a held-out `rockfall` short or runs `gas` on.
+    """
     import random
+    import string
 
     rng, names = random.Random(seed), []
     while len(names) < count:
-        name = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(2)) + rng.choice("kmnrst")
-        if name not in names and name not in EMERGENCY_KINDS:
+        name = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 10)))
+        if name not in names and name not in EMERGENCY_KINDS and name != "none":
             names.append(name)
     return tuple(names)
 

@@ -84,6 +84,10 @@ class StudentConfig(StrictModel):
     path: str | None = None
     vocab_size: int = Field(default=2048, ge=64, description="size of the locally trained tokenizer")
     max_seq_len: int = Field(default=512, ge=16)
+    spell_call_names: bool = Field(
+        default=True, description="tokenize the name in a call (`move_gas(`) and a word in parentheses "
+        "(`(gas)`) letter by letter, so the student can copy a function name it never saw in training "
+        "(training/student_builder.py says why)")
 
     @model_validator(mode="before")
     @classmethod

@@ -51,6 +51,28 @@ def test_values_tokenize_alike_in_instruction_and_call(tokenizer):
         assert any(tokens[i:i + len(span)] == span for i in range(len(tokens))), tokens
 
 
+NAME_TEXTS = ["emergency (fire) 3,4\nCandidates: move_fire(state) | move_direct(state)\nCall: move_fire(pursuer=0)",
+              "emergency (flood) 1,2\nCandidates: move_flood(state) | move_direct(state)\nCall: move_flood(pursuer=1)"] * 50
+
+
+@pytest.mark.parametrize("spell", [True, False])
+def test_a_name_never_seen_is_spelled_like_the_names_in_training(spell):
+    """`move_gas` (run-time, never in the corpus) must be made of the tokens `move_fire` was trained on."""
+    tok = train_tokenizer(NAME_TEXTS, vocab_size=300, spell_call_names=spell)
+    in_state = tok.tokenize("emergency (gas) 5,5")
+    in_call = tok.tokenize("Call: move_gas(pursuer=0)")
+    trained = set(tok.tokenize(" ".join(set(NAME_TEXTS))))
+    if spell:
+        assert in_state[2:7] == ["(", "g", "a", "s", ")"], in_state
+        assert in_call[3:7] == ["_", "g", "a", "s"], in_call
+        assert tok.tokenize("move_fire(")[-6:] == ["_", "f", "i", "r", "e", "("]
+        # a new name made of letters the training names used is made of tokens the student trained on
+        assert set(tok.tokenize("Call: move_lid(pursuer=0)")) <= trained
+        assert tok.tokenize("emergency") == ["emergency"]  # other words still merge
+    else:  # without spelling, the training names are single tokens and the new one is not
+        assert "fire" in tok.tokenize("move_fire(")
+        assert not set(tok.tokenize("Call: move_lid(pursuer=0)")) <= trained
+
 def test_chat_template_ends_every_assistant_turn_with_eos(tokenizer):
     messages = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
                 {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]

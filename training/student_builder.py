@@ -35,10 +35,17 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None):
+# The last word before a bracket, letter by letter: the name part of a call or signature
+# (`move_gas(` -> m ove _ g a s) and a word in parentheses (`emergency (gas)` -> ( g a s )).
+SPELLED_NAME = r"[a-z](?=[a-z]*[()])"
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None,
+                    spell_call_names: bool = True):
     """Train a byte-level BPE tokenizer on `texts` and return it as a `PreTrainedTokenizerFast`.
 
     Byte-level means every string round-trips (no unknown characters). Saved to `out_dir` if given.
+    With `spell_call_names`, the words matched by `SPELLED_NAME` are split into letters (see below).
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -54,8 +61,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
     # tokens of their own, the same tokens wherever they stand
     # ("cell [2, 0]" in an instruction, "cell=[2, 0]" in a call): a small student can then copy
     # arguments with an induction head instead of memorising every value-in-context merge.
+    # A name the student never saw in training (a function written at run time for a new kind of
+    # emergency, `move_gas`) would otherwise become sub-word pieces it never learned to copy, while
+    # every training name is one well-trained token. Spelled letter by letter, a new name is made of
+    # the same 26 tokens as every name in training, and "copy the kind from `(gas)` into the call"
+    # is one skill (an induction head) instead of one memorised token per name.
+    spelled = [pre_tokenizers.Split(Regex(SPELLED_NAME), behavior="isolated")] if spell_call_names else []
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
+        *spelled,
         pre_tokenizers.Split(Regex(r'[\[\](){}",=:]'), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
@@ -113,7 +127,7 @@ def build_student(cfg: StudentConfig, corpus_texts: Iterable[str], out_dir: str 
     from transformers import LlamaForCausalLM
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(corpus_texts, cfg.vocab_size)
+    tokenizer = train_tokenizer(corpus_texts, cfg.vocab_size, spell_call_names=cfg.spell_call_names)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(llama_config_for(cfg, tokenizer))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
