@@ -15,8 +15,20 @@ _DEADLY = ("fire", "lava", "gas", "radiation", "acid", "toxin", "smoke", "plague
            "lightning", "wildfire", "sewage", "ooze", "frost")
 _IMPASSABLE = ("flood", "barricade", "rockfall", "collapse", "debris", "fence", "landslide", "avalanche",
                "roadblock", "rubble", "wreckage", "sinkhole", "crater", "thicket", "mudslide", "ice")
-EMERGENCY_KINDS = {**{k: "deadly" for k in _DEADLY}, **{k: "impassable" for k in _IMPASSABLE}}
+# evader: a new kind of evader appears (a sprinter that runs two cells a step; generation/envs/pursuit/new_evaders.py).
+# Opt-in: the default train_kinds/heldout_kinds keep only the two families above, so configs that do not name
+# these kinds play exactly the episodes they played before. Hold out HELDOUT_EVADER_KINDS by config.
+_EVADER = ("hare", "fox", "cheetah", "gazelle", "jackal", "weasel", "ferret", "coyote", "antelope", "mongoose",
+           "greyhound", "lynx")
+HELDOUT_EVADER_KINDS = ("lynx",)
+EMERGENCY_KINDS = {**{k: "deadly" for k in _DEADLY}, **{k: "impassable" for k in _IMPASSABLE},
+                   **{k: "evader" for k in _EVADER}}
 HELDOUT_EMERGENCY_KINDS = ("gas", "acid", "rockfall", "landslide")
+
+
+def evader_kinds(heldout: bool = False) -> list[str]:
+    """The kinds of the `evader` family for train_kinds (heldout=False) or heldout_kinds (heldout=True)."""
+    return [k for k in _EVADER if (k in HELDOUT_EVADER_KINDS) == heldout]
 
 
 def _drill_names(count: int, seed: int = 7) -> tuple[str, ...]:
@@ -45,7 +57,7 @@ EMERGENCY_KINDS.update({k: ("deadly", "impassable")[i % 2] for i, k in enumerate
 
 
 def known_kinds_hint() -> str:
-    return f"known: {', '.join((*_DEADLY, *_IMPASSABLE))} and {len(DRILL_KINDS)} drill kinds ({DRILL_KINDS[0]}, ...)"
+    return f"known: {', '.join((*_DEADLY, *_IMPASSABLE, *_EVADER))} and {len(DRILL_KINDS)} drill kinds ({DRILL_KINDS[0]}, ...)"
 
 
 class EmergencyConfig(StrictModel):

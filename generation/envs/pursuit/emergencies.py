@@ -3,7 +3,8 @@
 An emergency is a set of cells announced at a seeded step (docs/emergencies.md). Its kind fixes the
 effect (configs.task_schema.EMERGENCY_KINDS): `deadly` cells end the episode as a failure when a
 pursuer ends a step on one; `impassable` cells cannot be entered (a move into one is a stay).
-Evaders never enter either. The cells are chosen on a shortest path between a pursuer and an evader
+Evaders never enter either. (The third family, `evader`, brings a new evader instead: new_evaders.py.)
+The cells are chosen on a shortest path between a pursuer and an evader
 (so the emergency matters), never on a pursuer, an evader or the guard cell, and never so that the
 free cells fall apart.
 """
@@ -40,6 +41,12 @@ GENERIC_TEXTS = {  # the other kinds of configs.task_schema.EMERGENCY_KINDS
               "fails at once. Evaders never enter them.",
     "impassable": "cells {cells} are blocked by {kind}. Nobody can enter them: a move into one means staying "
                   "where you are.",
+    "evader": "a {kind}, a new kind of evader, appears at {cells} as {evader}; capture it like the others. It "
+              "never rests: every step it makes two runs, each to a free neighbour not held by another evader "
+              "(it may run back), the one farthest from the nearest pursuer (pursuers' positions before the step), "
+              "then with the most free neighbours, then the first of N, S, E, W. It runs through pursuers: it is "
+              "captured only when a pursuer ends the step on the cell where the {kind} ends it. The emergency line "
+              "of the state gives the cell where the {kind} is.",
 }
 
 
@@ -60,10 +67,11 @@ def plan_emergency(seed: int, config: EmergencyConfig) -> Planned | None:
     return Planned(rng.choice(sorted(kinds)), rng.randint(*config.onset_steps))
 
 
-def emergency_text(kind: str, step: int, cells: list[Cell]) -> str:
+def emergency_text(kind: str, step: int, cells: list[Cell], evader: str = "") -> str:
+    """The announcement; `evader` names the newcomer of an `evader` emergency (new_evaders.py)."""
     where = " ".join(f"{x},{y}" for x, y in cells)
     template = TEXTS.get(kind) or GENERIC_TEXTS[EMERGENCY_KINDS[kind]]
-    return f"Emergency ({kind}) at step {step}: " + template.format(cells=where, kind=kind)
+    return f"Emergency ({kind}) at step {step}: " + template.format(cells=where, kind=kind, evader=evader)
 
 
 def blocked_rows(rows: list[str], cells: set[Cell]) -> list[str]:

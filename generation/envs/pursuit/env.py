@@ -6,7 +6,8 @@ captured when a pursuer ends on its cell or the two swap cells. An illegal joint
 dict of exactly the pursuers to N/S/E/W/stay) counts as invalid and becomes "all stay".
 The episode ends when every evader is captured, at the step limit, or as soon as the instruction
 can no longer succeed (wrong evader captured first; the guard left its cell after reaching it).
-With `emergencies.probability` > 0 an emergency may be announced mid-episode (emergencies.py).
+With `emergencies.probability` > 0 an emergency may be announced mid-episode (emergencies.py); an
+emergency of the `evader` family brings a new evader, E<n+1>, with its own rule (new_evaders.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from configs.task_schema import EMERGENCY_KINDS, known_kinds_hint
 from generation.envs.base import DecisionEnv, Emergency, Instruction, StepResult
 from generation.envs.pursuit import emergencies as em
 from generation.envs.pursuit import instructions as ins
+from generation.envs.pursuit import new_evaders
 from generation.envs.pursuit.config import PursuitConfig
 from generation.envs.pursuit.evaders import choose_evader_moves
 from generation.envs.pursuit.grid import ACTIONS, Cell, Grid, generate_rows
@@ -86,9 +88,11 @@ class PursuitEnv(DecisionEnv):
         evaders = {n: (int(c[0]), int(c[1])) for n, c in state["evaders"].items()}
         if sorted(pursuers) != sorted(self.pursuer_names):
             raise ValueError(f"state has pursuers {sorted(pursuers)}; this game has {self.pursuer_names}")
-        if sorted([*evaders, *state["captured"]]) != sorted(self.evader_names):
+        newcomers = [e for e in state.get("emergencies", []) if EMERGENCY_KINDS.get(e.get("kind")) == "evader"]
+        expected = [f"E{i}" for i in range(1, self.config.n_evaders + len(newcomers) + 1)]
+        if sorted([*evaders, *state["captured"]]) != sorted(expected):
             raise ValueError(f"state has evaders {sorted([*evaders, *state['captured']])}; "
-                             f"this game has {self.evader_names}")
+                             f"this game has {expected}")
         bad = [n for n, c in [*pursuers.items(), *evaders.items()] if not grid.is_free(c)]
         if bad:
             raise ValueError(f"{bad} stand on a wall or off the map")
@@ -113,15 +117,32 @@ class PursuitEnv(DecisionEnv):
         self._reason = ""
         self._planned: em.Planned | None = None
         self._active: list[tuple[Emergency, list[Cell]]] = []
+        self._sprinters: dict[str, str] = {}  # evader name -> emergency id, for the `evader` family
+        self.evader_names = [f"E{i}" for i in range(1, self.config.n_evaders + 1)]
         self._pursuer_grid = self._evader_grid = grid  # emergencies replace them with walled copies
 
+    def _newcomer_name(self, index: int) -> str:
+        """The name of the index-th (0-based) evader brought by an `evader` emergency: E<n + index + 1>."""
+        return f"E{self.config.n_evaders + index + 1}"
+
     def _announce(self, kind: str, cells: list[Cell]) -> None:
-        """Activate an emergency: from now on the state shows it and the moves obey it."""
-        emergency = Emergency(f"{kind}-{len(self._active) + 1}", kind, em.emergency_text(kind, self._step, cells))
+        """Activate an emergency: from now on the state shows it and the moves obey it.
+
+        For the `evader` family the cells are where its evader stands (updated every step, the cell
+        where it was caught once captured); the evader itself must already be in `self._evaders`.
+        """
+        newcomer = self._newcomer_name(len(self._sprinters)) if EMERGENCY_KINDS[kind] == "evader" else ""
+        emergency = Emergency(f"{kind}-{len(self._active) + 1}", kind,
+                              em.emergency_text(kind, self._step, cells, newcomer))
         self._active.append((emergency, cells))
+        if newcomer:
+            self._sprinters[newcomer] = emergency.id
+            if newcomer not in self.evader_names:
+                self.evader_names.append(newcomer)
         blocked = {c for e, cs in self._active for c in cs if EMERGENCY_KINDS[e.kind] == "impassable"}
         self._pursuer_grid = Grid(em.blocked_rows(self._grid.rows, blocked)) if blocked else self._grid
-        self._evader_grid = Grid(em.blocked_rows(self._grid.rows, {c for _, cs in self._active for c in cs}))
+        walls = {c for e, cs in self._active for c in cs if EMERGENCY_KINDS[e.kind] != "evader"}
+        self._evader_grid = Grid(em.blocked_rows(self._grid.rows, walls))
 
     def _maybe_announce(self) -> None:
         if self._planned is None or self._done or self._step != self._planned.onset:
@@ -129,6 +150,12 @@ class PursuitEnv(DecisionEnv):
         p = self.instruction.params
         protected = {tuple(p["cell"])} if self.instruction.kind == "guard" else set()
         rng = random.Random(f"pursuit:{self.seed}:emergency-cells")
+        if EMERGENCY_KINDS[self._planned.kind] == "evader":
+            occupied = {*self._pursuers.values(), *self._evaders.values(), *protected}
+            cell = new_evaders.spawn_cell(self._grid, rng, list(self._pursuers.values()), occupied,
+                                          self.config.min_start_distance)
+            self._evaders[self._newcomer_name(len(self._sprinters))] = cell
+            return self._announce(self._planned.kind, [cell])
         cells = em.choose_cells(self._grid, rng, self._planned.kind, list(self._pursuers.values()),
                                 list(self._evaders.values()), protected)
         if cells:
@@ -167,8 +194,16 @@ class PursuitEnv(DecisionEnv):
         if self.config.emergencies.probability <= 0:
             return ""
         return (" During an episode an emergency may be announced: a text says what happened and what the new "
-                "rule is. The state then shows it as 'emergency <kind> x,y x,y ...' (as data: state[\"emergencies\"] "
-                "= [{\"kind\": ..., \"cells\": [[x, y], ...]}]).")
+                "rule is. The state then shows it as 'emergency (<kind>) x,y x,y ...' (as data: state[\"emergencies\"] "
+                "= [{\"kind\": ..., \"cells\": [[x, y], ...]}])." + self._newcomer_rules())
+
+    def _newcomer_rules(self) -> str:
+        """Only where the config can bring the `evader` family, so other configs keep their rules text."""
+        pools = {*self.config.emergencies.train_pool, *self.config.emergencies.heldout_kinds}
+        if not any(EMERGENCY_KINDS.get(k) == "evader" for k in pools):
+            return ""
+        return (" An emergency may also bring a new kind of evader, named after the last one (e.g. E3); its "
+                "emergency line then gives the cell where that evader stands, and it counts among all evaders.")
 
     def state(self) -> dict[str, Any]:
         grid = self._require_episode()
@@ -208,7 +243,7 @@ class PursuitEnv(DecisionEnv):
             return f"target result must map every pursuer {sorted(state['pursuers'])} to a target: {output!r}"
         grid = Grid(state["grid"])
         for pursuer, target in output.items():
-            is_evader = isinstance(target, str) and target in self.evader_names
+            is_evader = isinstance(target, str) and (target in self.evader_names or target in state["evaders"])
             is_cell = (isinstance(target, (list, tuple)) and len(target) == 2
                        and all(isinstance(v, int) for v in target) and grid.is_free(tuple(target)))
             if not (is_evader or is_cell):
@@ -223,18 +258,34 @@ class PursuitEnv(DecisionEnv):
         old_p = self._pursuers
         new_p = {n: self._pursuer_grid.move(c, decision[n]) for n, c in old_p.items()}
         c = self.config
-        new_e = choose_evader_moves(self._evader_grid, list(old_p.values()), self._evaders, self._rng,
-                                    c.evader_move_prob, c.evader_noise)
-        caught = captured_evaders(old_p, new_p, self._evaders, new_e)
+        old_e = self._evaders
+        # sprinters run first, from the evaders' pre-step cells: so a function can predict them from the state
+        paths = {e: new_evaders.sprinter_path(self._evader_grid, list(old_p.values()), cell,
+                                              {v for o, v in old_e.items() if o != e})
+                 for e, cell in old_e.items() if e in self._sprinters}
+        plain = {e: cell for e, cell in old_e.items() if e not in paths}
+        new_e = choose_evader_moves(self._evader_grid, list(old_p.values()), plain, self._rng,
+                                    c.evader_move_prob, c.evader_noise, occupied={p[-1] for p in paths.values()})
+        caught = captured_evaders(old_p, new_p, plain, new_e)
+        caught += [e for e, path in paths.items() if new_evaders.caught_on_path(new_p, path)]
+        caught.sort(key=lambda n: int(n[1:]))
+        new_e.update({e: path[-1] for e, path in paths.items()})
         self._pursuers = new_p
-        self._evaders = {e: cell for e, cell in new_e.items() if e not in caught}
+        self._evaders = {e: new_e[e] for e in sorted(new_e, key=lambda n: int(n[1:])) if e not in caught}
         self._captured += caught
         self._step += 1
+        if paths:
+            self._follow_sprinters(new_e)
         self._judge_emergencies()
         if not self._done:
             self._judge(caught)
         self._maybe_announce()
         return StepResult(self._done, self._success, invalid, {"captured": caught, "reason": self._reason})
+
+    def _follow_sprinters(self, cells: dict[str, Cell]) -> None:
+        """An `evader` emergency's cells are where its evader is now (or was caught)."""
+        where = {self._sprinters[e]: [cells[e]] for e in cells if e in self._sprinters}
+        self._active = [(e, where.get(e.id, cs)) for e, cs in self._active]
 
     def _judge_emergencies(self) -> None:
         for emergency, cells in self._active:

@@ -15,10 +15,11 @@ from generation.envs.pursuit.grid import Cell, Grid
 
 
 def choose_evader_moves(grid: Grid, pursuers: list[Cell], evaders: dict[str, Cell], rng: random.Random,
-                        move_prob: float, noise: float) -> dict[str, Cell]:
-    """New cells of the free evaders (simultaneous with the pursuers' moves)."""
+                        move_prob: float, noise: float, occupied: set[Cell] = frozenset()) -> dict[str, Cell]:
+    """New cells of the free evaders (simultaneous with the pursuers' moves); `occupied`: cells other
+    evaders (an emergency's sprinter, already moved) hold, which these must not take."""
     danger = grid.distances(pursuers)
-    taken = set(evaders.values())
+    taken = set(evaders.values()) | set(occupied)
     new: dict[str, Cell] = {}
     for name in sorted(evaders, key=lambda n: int(n[1:])):
         here = evaders[name]

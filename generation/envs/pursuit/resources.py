@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from configs.task_schema import EMERGENCY_KINDS
 from generation.envs import expert_tools
 
 _HERE = Path(__file__).parent
@@ -30,13 +31,16 @@ def function_base_reply() -> str:
 
 
 def emergency_reply(kind: str, text: str, state: dict[str, Any] | None = None) -> str:
-    """The expert teacher's reply to an emergency: a move function that detours around its cells.
+    """The expert teacher's reply to an emergency: a move function that detours around its cells, or for
+    a new kind of evader (the `evader` family) one that hunts it by its announced rule.
 
     The function reads the cells from the state, so one reply serves every emergency of `kind`;
     `text` and `state` are what an LLM would read (the scripted expert needs only the kind).
     """
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise ValueError(f"emergency kind must be one lowercase word, got {kind!r}")
-    code = (_HERE / "emergency_functions.py.txt").read_text().replace("__KIND__", kind)
-    manual = (_HERE / "emergency_manual.md").read_text().replace("__KIND__", kind)
+    # a new kind of evader needs a hunter; the other families a detour (configs.task_schema.EMERGENCY_KINDS)
+    stem = "emergency_evader" if EMERGENCY_KINDS.get(kind) == "evader" else "emergency"
+    code = (_HERE / f"{stem}_functions.py.txt").read_text().replace("__KIND__", kind)
+    manual = (_HERE / f"{stem}_manual.md").read_text().replace("__KIND__", kind)
     return f"```python\n{code.rstrip()}\n```\n\n{manual.strip()}\n"
