@@ -41,7 +41,7 @@ SPELLED_NAME = r"[a-z](?=[a-z]*[()])"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None,
-                    spell_call_names: bool = True):
+                    spell_call_names: bool = False):
     """Train a byte-level BPE tokenizer on `texts` and return it as a `PreTrainedTokenizerFast`.
 
     Byte-level means every string round-trips (no unknown characters). Saved to `out_dir` if given.
