@@ -133,6 +133,34 @@ def _corpus(run_dir: Path) -> list[str]:
     return [t for r in records for t in (r.prompt, r.completion)]
 
 
+STUDENT_SETTINGS_NAME = "student_settings.json"
+
+
+def record_student_settings(init: Path, student) -> None:
+    """Write the `student` settings the initial student was built with next to it."""
+    import json
+
+    (init / STUDENT_SETTINGS_NAME).write_text(json.dumps(student.model_dump(mode="json"), sort_keys=True, indent=1))
+
+
+def check_student_settings(init: Path, student) -> None:
+    """Refuse to reuse an initial student built with other `student` settings (a rerun would otherwise
+    fine-tune the old tokenizer and size and report them under the new config). Runs made before the
+    settings were recorded are not checked."""
+    import json
+
+    path = init / STUDENT_SETTINGS_NAME
+    if not path.exists():
+        return
+    built = json.loads(path.read_text())
+    wanted = student.model_dump(mode="json")
+    changed = {k: (built.get(k), wanted.get(k)) for k in sorted(set(built) | set(wanted)) if built.get(k) != wanted.get(k)}
+    if changed:
+        said = ", ".join(f"student.{k}: built with {old!r}, config asks for {new!r}" for k, (old, new) in changed.items())
+        raise StageError(f"the students in {init.parent} were built with other settings ({said}). Use a new "
+                         f"--run-dir, or delete {init.parent} to rebuild them (the demonstrations are kept)")
+
+
 def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[str, Path]:
     """Build the initial student once (tokenizer trained on the corpus), then fine-tune one per method."""
     from generation.shards import shard_paths
@@ -142,6 +170,8 @@ def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[st
     init = run_dir / "students" / "init"
     if not (init / "config.json").exists():
         build_student(cfg.student, _corpus(run_dir), init, seed=cfg.run.seed)
+        record_student_settings(init, cfg.student)
+    check_student_settings(init, cfg.student)
     out = {}
     for method in methods:
         target = run_dir / "students" / method
