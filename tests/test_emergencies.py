@@ -8,7 +8,6 @@ import pytest
 
 from configs.schema import RunConfig
 from configs.task_schema import EmergencyConfig, PursuitConfig
-from generation.emergencies import EmergencyResponder
 from generation.envs.base import heldout_seeds, train_seeds
 from generation.envs.pursuit import instructions as ins
 from generation.envs.pursuit.env import PursuitEnv
@@ -17,13 +16,12 @@ from generation.envs.pursuit.resources import emergency_reply, function_base_rep
 from generation.envs.registry import expert_for
 from generation.functions.function_base import FunctionBase, build_function_base
 from generation.functions.runtime import build_runtime_functions, stage_samples
-from generation.policies.teacher_policy import TeacherSelectionPolicy
 from generation.prompts.emergency import EMERGENCY_TASK, emergency_messages, parse_emergency_prompt
-from generation.rollout import play_by_functions, start_episodes
 from generation.sandbox.runner import Sandbox
 from generation.teachers.expert import ExpertTeacher
 from generation.workers import EvalWorker
 from launch.pipeline import sample_states
+from tests.emergency_play import config_and_base, play
 
 OPEN = [".......", ".......", ".......", ".......", "......."]
 FIRE_AT_ONCE = EmergencyConfig(probability=1.0, onset_steps=[1, 1], train_kinds=["fire"], heldout_kinds=["flood"])
@@ -164,34 +162,9 @@ class HostileOnEmergency(ExpertTeacher):
         return super().reply_text(messages)
 
 
-def _cfg_and_base(tmp_path):
-    cfg = RunConfig.model_validate({"task": {"pursuit": {"emergencies": FIRE_AT_ONCE.model_dump()}}})
-    env = PursuitEnv(cfg.task.pursuit)
-    base, _ = build_function_base(function_base_reply(), env.stages, sample_states(env, [0, 1]), cfg.sandbox,
-                                  env.check_stage_output, "r")
-    base.save(tmp_path / "function_base.json")
-    return cfg, env, tmp_path / "function_base.json"
-
-
-def _play(cfg, base_path, teacher_cls, seeds):
-    base = FunctionBase.load(base_path)
-    policy = TeacherSelectionPolicy(teacher_cls(cfg.teacher, PursuitEnv(cfg.task.pursuit), expert_for("pursuit")),
-                                    0.0, 512, 4)
-    responder = EmergencyResponder(lambda: policy, cfg.sandbox, close_teacher=False)
-    episodes = start_episodes(lambda: PursuitEnv(cfg.task.pursuit), seeds, "t")
-    with Sandbox(cfg.sandbox) as box:
-        box.load(base.sources())
-        try:
-            play_by_functions(episodes, policy, base, box, top_k=3, record=True, responder=responder)
-        finally:
-            policy.close()
-        loaded = box.loaded
-    return episodes, base, responder, loaded
-
-
 def test_new_function_is_validated_indexed_and_used_within_the_same_episode(tmp_path):
-    cfg, _, base_path = _cfg_and_base(tmp_path)
-    [episode], base, responder, loaded = _play(cfg, base_path, ExpertTeacher, [5])
+    cfg, _, base_path = config_and_base(tmp_path, FIRE_AT_ONCE)
+    [episode], base, responder, loaded = play(cfg, base_path, ExpertTeacher, [5])
     assert episode.runtime_functions == ["move_fire"] and "move_fire" in loaded
     assert base.functions["move_fire"].scope == "fire"
     assert responder.usage["requests"] == 1 and responder.usage["accepted"] == 1
@@ -204,8 +177,8 @@ def test_new_function_is_validated_indexed_and_used_within_the_same_episode(tmp_
 
 
 def test_hostile_emergency_functions_are_rejected_and_the_episode_goes_on(tmp_path):
-    cfg, _, base_path = _cfg_and_base(tmp_path)
-    episodes, base, responder, loaded = _play(cfg, base_path, HostileOnEmergency, [5, 6])
+    cfg, _, base_path = config_and_base(tmp_path, FIRE_AT_ONCE)
+    episodes, base, responder, loaded = play(cfg, base_path, HostileOnEmergency, [5, 6])
     assert "move_fire" not in base.functions and "move_fire" not in loaded
     [record] = [r for r in responder.records if r.name == "move_fire"]
     assert not record.accepted and any("os" in reason for reason in record.reasons)
@@ -215,7 +188,7 @@ def test_hostile_emergency_functions_are_rejected_and_the_episode_goes_on(tmp_pa
 
 
 def test_eval_worker_plays_with_and_without_runtime_functions(tmp_path):
-    cfg, _, base_path = _cfg_and_base(tmp_path)
+    cfg, _, base_path = config_and_base(tmp_path, FIRE_AT_ONCE)
     worker = EvalWorker(cfg, base_path)
     try:
         seeds = train_seeds(4)
@@ -256,7 +229,7 @@ def test_state_text_spells_the_kind_as_its_function_name_does():
 def test_generation_task_returns_the_emergency_functions_it_asked_for(tmp_path):
     from generation.workers import TeacherDemoWorker
 
-    cfg, _, base_path = _cfg_and_base(tmp_path)
+    cfg, _, base_path = config_and_base(tmp_path, FIRE_AT_ONCE)
     worker = TeacherDemoWorker(cfg, base_path)
     try:
         first = worker.run(train_seeds(3), "train0")

@@ -16,7 +16,7 @@ from generation.functions.function_base import build_function_base
 from generation.functions.runtime import build_runtime_functions, stage_samples
 from generation.sandbox.runner import Sandbox
 from generation.teachers.expert import ExpertTeacher
-from tests.test_emergencies import _play
+from tests.emergency_play import config_and_base, play
 
 HARE_AT_ONCE = EmergencyConfig(probability=1.0, onset_steps=[1, 1], train_kinds=["hare"], heldout_kinds=["lynx"])
 
@@ -76,14 +76,8 @@ def test_expert_function_passes_validation_and_is_preferred():
 
 
 def test_episode_with_the_sprinter_plays_to_the_end_through_runtime_addition(tmp_path):
-    cfg = RunConfig.model_validate({"task": {"pursuit": {"emergencies": HARE_AT_ONCE.model_dump()}}})
-    env = PursuitEnv(cfg.task.pursuit)
-    from launch.pipeline import sample_states
-
-    base, _ = build_function_base(function_base_reply(), env.stages, sample_states(env, [0, 1]), cfg.sandbox,
-                                  env.check_stage_output, "r")
-    base.save(tmp_path / "function_base.json")
-    [episode], base, _, loaded = _play(cfg, tmp_path / "function_base.json", ExpertTeacher, [5])
+    cfg, _, base_path = config_and_base(tmp_path, HARE_AT_ONCE)
+    [episode], base, _, loaded = play(cfg, base_path, ExpertTeacher, [5])
     assert episode.done and episode.runtime_functions == ["move_hare"] and "move_hare" in loaded
     assert episode.runtime_calls > 0 and episode.result["invalid"] == 0
 
