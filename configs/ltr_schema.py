@@ -35,7 +35,7 @@ DerivedKind = Literal["more", "fewer", "times", "half", "sum"]
 
 
 class ArithmeticSettings(StrictModel):
-    """Knobs of the built-in word-problem generator (generation/tasks/arithmetic.py).
+    """Knobs of the built-in word-problem generator (generation/datasets/arithmetic.py).
 
     The defaults suit a tiny student trained from scratch on CPU: additions and subtractions of small
     numbers in 1-2 steps, which it learns well enough to make real (not random) mistakes.

@@ -30,7 +30,7 @@ class RunSection(StrictModel):
 class TaskConfig(StrictModel):
     """Which decision environment to play, and its knobs.
 
-    `env` is a name registered in `generation.envs.registry` (built in: pursuit, twentyone). A user's
+    `env` is a name registered in `generation.ld.envs.registry` (built in: pursuit, twentyone). A user's
     own environment registers itself when one of `env_modules` is imported; every process of a run
     (Ray actors included) imports them before building the env. `options` are free-form knobs that
     such an env's factory reads.

@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 from configs.base import StrictModel
 
 INSTRUCTION_KINDS = ("capture_all", "capture_first", "guard")
-# Emergency kinds of the pursuit game and their effect (texts and cell shapes: generation/envs/pursuit/emergencies.py).
+# Emergency kinds of the pursuit game and their effect (texts and cell shapes: generation/ld/envs/pursuit/emergencies.py).
 # deadly: a pursuer ending a step on one of the cells fails the episode; impassable: nobody can enter them.
 # Many kinds share two effects on purpose: a student trained on many of them has to learn to pick "the
 # function written for the emergency in force", not memorise a few names (docs/emergencies.md).
@@ -15,7 +15,7 @@ _DEADLY = ("fire", "lava", "gas", "radiation", "acid", "toxin", "smoke", "plague
            "lightning", "wildfire", "sewage", "ooze", "frost")
 _IMPASSABLE = ("flood", "barricade", "rockfall", "collapse", "debris", "fence", "landslide", "avalanche",
                "roadblock", "rubble", "wreckage", "sinkhole", "crater", "thicket", "mudslide", "ice")
-# evader: a new kind of evader appears (a sprinter that runs two cells a step; generation/envs/pursuit/new_evaders.py).
+# evader: a new kind of evader appears (a sprinter that runs two cells a step; generation/ld/envs/pursuit/new_evaders.py).
 # Opt-in: the default train_kinds/heldout_kinds keep only the two families above, so configs that do not name
 # these kinds play exactly the episodes they played before. Hold out HELDOUT_EVADER_KINDS by config.
 _EVADER = ("hare", "fox", "cheetah", "gazelle", "jackal", "weasel", "ferret", "coyote", "antelope", "mongoose",

@@ -74,7 +74,7 @@ def _config(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from generation.secrets import install_redacting_excepthook, redact, secret_values
+    from generation.storage.secrets import install_redacting_excepthook, redact, secret_values
 
     _offline_defaults()
     install_redacting_excepthook()

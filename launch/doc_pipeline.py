@@ -25,7 +25,7 @@ from rich.console import Console
 from configs.doc_schema import DocRunConfig
 from configs.loader import save_resolved
 from generation.doc.domains import DocItem, get_domain
-from generation.tracking import Tracker
+from generation.storage.tracking import Tracker
 from launch.pipeline import StageError
 
 console = Console(soft_wrap=True)
@@ -45,7 +45,7 @@ def doc_items(cfg: DocRunConfig, domain: str, split: str) -> list[DocItem]:
 
 
 def file_items(eval_file) -> list[DocItem]:
-    from generation.tasks.loaders import DatasetError, load_dataset_file
+    from generation.datasets.loaders import DatasetError, load_dataset_file
 
     try:
         qa_items = load_dataset_file(eval_file.format, eval_file.path, eval_file.limit)
@@ -56,7 +56,7 @@ def file_items(eval_file) -> list[DocItem]:
 
 def collect_teacher_samples(cfg: DocRunConfig, run_dir: Path, tracker: Tracker) -> list:
     from generation.doc.samples import DecompositionSample, rejection_sample
-    from generation.shards import read_records, write_shard
+    from generation.storage.shards import read_records, write_shard
     from ray_jobs.doc import run_doc_jobs
 
     path = run_dir / "data" / "samples.parquet"
@@ -81,7 +81,7 @@ def collect_teacher_samples(cfg: DocRunConfig, run_dir: Path, tracker: Tracker) 
 
 def write_student_data(cfg: DocRunConfig, run_dir: Path, records: list) -> dict[str, Path]:
     from generation.doc.samples import decomposer_rows, rejection_sample, solver_rows
-    from generation.shards import write_shard
+    from generation.storage.shards import write_shard
 
     builders = {"sd_t": lambda: decomposer_rows(records, cfg.task.max_sub_questions),
                 "sd_r": lambda: decomposer_rows(rejection_sample(records), cfg.task.max_sub_questions),

@@ -26,9 +26,9 @@ from configs.ltr_schema import LtrLossSettings, LtrRunConfig
 from generation.ltr.feedback import ask_teacher, build_requests, collect, warmup_requests
 from generation.ltr.questions import load_splits
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
-from generation.prompts.ltr import student_prompt
-from generation.shards import read_records, write_shard
-from generation.tracking import Tracker
+from generation.ltr.prompts import student_prompt
+from generation.storage.shards import read_records, write_shard
+from generation.storage.tracking import Tracker
 from launch.pipeline import StageError
 from ray_jobs.ltr_rounds import StageLog, accuracy, run_exam, solved_share
 

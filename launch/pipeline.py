@@ -15,10 +15,10 @@ from rich.console import Console
 
 from configs.loader import save_resolved
 from configs.schema import RunConfig
-from generation.checksums import (CHECKSUMS_NAME, IntegrityError, seal_directory, seal_file, verify_directory,
+from generation.storage.checksums import (CHECKSUMS_NAME, IntegrityError, seal_directory, seal_file, verify_directory,
                                   verify_file)
-from generation.envs.registry import make_env
-from generation.tracking import Tracker
+from generation.ld.envs.registry import make_env
+from generation.storage.tracking import Tracker
 
 console = Console(soft_wrap=True)  # paths are printed whole, never wrapped
 
@@ -52,12 +52,12 @@ def sample_states(env, seeds: list[int], steps: int = 3) -> list[dict]:
 
 def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> Path:
     """Ask the teacher for the function base; keep what passes sandbox validation."""
-    from generation.functions.function_base import build_function_base
-    from generation.prompts.ld import function_base_messages
-    from generation.records import FunctionRecord
-    from generation.shards import write_shard
+    from generation.ld.functions.function_base import build_function_base
+    from generation.ld.prompts import function_base_messages
+    from generation.storage.records import FunctionRecord
+    from generation.storage.shards import write_shard
     from generation.teachers.base import TeacherRequest
-    from generation.workers import build_teacher_policy
+    from generation.ld.workers import build_teacher_policy
 
     path = run_dir / "function_base.json"
     if path.exists():
@@ -124,8 +124,8 @@ def generate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
 
 
 def _corpus(run_dir: Path) -> list[str]:
-    from generation.records import RawActionRecord, StageDecisionRecord
-    from generation.shards import read_records, shard_paths
+    from generation.storage.records import RawActionRecord, StageDecisionRecord
+    from generation.storage.shards import read_records, shard_paths
 
     data = run_dir / "data"
     records = read_records(shard_paths(data, "ld"), StageDecisionRecord) + \
@@ -163,7 +163,7 @@ def check_student_settings(init: Path, student) -> None:
 
 def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[str, Path]:
     """Build the initial student once (tokenizer trained on the corpus), then fine-tune one per method."""
-    from generation.shards import shard_paths
+    from generation.storage.shards import shard_paths
     from launch.train_launcher import run_training
     from training.student_builder import build_student
 
@@ -189,9 +189,9 @@ def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[st
 
 
 def policy_specs(cfg: RunConfig, run_dir: Path) -> dict[str, dict[str, Any]]:
-    from generation.policies.majority import MajorityPolicy
-    from generation.records import StageDecisionRecord
-    from generation.shards import read_records, shard_paths
+    from generation.ld.policies.majority import MajorityPolicy
+    from generation.storage.records import StageDecisionRecord
+    from generation.storage.shards import read_records, shard_paths
 
     specs: dict[str, dict[str, Any]] = {}
     for name in cfg.eval.policies:
@@ -233,7 +233,7 @@ def _runtime_use(episodes: list[dict[str, Any]]) -> dict[str, float]:
 
 def _breakdowns(env, res: dict[str, Any]) -> dict[str, Any]:
     """Results per value of each of the env's breakdown keys (`by_kind`, `by_emergency`, ...)."""
-    from generation.envs.base import aggregate_by
+    from generation.ld.envs.base import aggregate_by
 
     return {f"by_{key}": res["by_kind"] if key == "kind" else aggregate_by(res["episodes"], key)
             for key in env.breakdown_keys}

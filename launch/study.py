@@ -24,7 +24,7 @@ import yaml
 from configs.loader import ConfigError, load_config, save_resolved, validate_config
 from configs.schema import RunConfig
 from configs.study_schema import StudyConfig
-from generation.tracking import Tracker
+from generation.storage.tracking import Tracker
 from launch.study_spec import DataGroup, Trial, expand_study, load_base_raw, plan_data_groups, trial_config
 from ray_jobs.sweep import SweepItem, finished_result
 
@@ -89,7 +89,7 @@ def sweep_items(plan: StudyPlan) -> list[SweepItem]:
 
 def _teacher_reference(cfg: RunConfig, group_dir: Path) -> dict[str, Any]:
     """The teacher's own held-out score for this data group (once; cached in teacher_eval.json)."""
-    from generation.envs.registry import make_env
+    from generation.ld.envs.registry import make_env
     from ray_jobs.evaluate import evaluate_policies
 
     path = group_dir / "teacher_eval.json"
@@ -144,7 +144,7 @@ def collect_results(plan: StudyPlan) -> tuple[list[dict[str, Any]], list[dict[st
 
 def cost_curves(plan: StudyPlan) -> dict[str, list[tuple[int, float, float]]]:
     """Per data group: cumulative (episodes, teacher tokens, teacher USD) at every task boundary."""
-    from generation.shards import Manifest
+    from generation.storage.shards import Manifest
 
     curves = {}
     for group in plan.groups.values():

@@ -124,7 +124,7 @@ def _one_trial(plan, name: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from generation.secrets import redact
+    from generation.storage.secrets import redact
 
     args = _parser().parse_args(argv)
     if args.command == "sizes":

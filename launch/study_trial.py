@@ -17,7 +17,7 @@ from typing import Any
 from configs.loader import save_resolved
 from configs.schema import RunConfig
 from configs.training_schema import StudentPreset
-from generation.shards import Manifest
+from generation.storage.shards import Manifest
 from training.model_size import count_parameters, training_flops_per_token
 
 METHOD_POLICY = {"ld": "ld_student", "kd": "kd_student"}
@@ -80,9 +80,9 @@ def size_figures(checkpoint: Path, seq_len: int) -> dict[str, Any]:
 
 def evaluate_in_process(cfg: RunConfig, trial_dir: Path, base_path: Path, method: str) -> dict[str, Any]:
     """Held-out episodes of the trained student, played here; episodes saved under `eval/`."""
-    from generation.envs.base import aggregate
-    from generation.envs.registry import make_env
-    from generation.workers import EvalWorker
+    from generation.ld.envs.base import aggregate
+    from generation.ld.envs.registry import make_env
+    from generation.ld.workers import EvalWorker
     from launch.pipeline import check_function_base, policy_specs
 
     check_function_base(base_path)
@@ -103,7 +103,7 @@ def evaluate_in_process(cfg: RunConfig, trial_dir: Path, base_path: Path, method
 
 def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     """payload: {trial: {...}, config: resolved run config (JSON), data_dir, trial_dir} -> the trial's row."""
-    from generation.envs.registry import make_env
+    from generation.ld.envs.registry import make_env
     from launch.pipeline import train_students
 
     started = time.perf_counter()

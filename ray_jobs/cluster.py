@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from generation.secrets import public_env
+from generation.storage.secrets import public_env
 
 
 def ensure_ray(ray_cfg: Any) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from generation.envs.base import aggregate, aggregate_by
-from generation.workers import EvalWorker
+from generation.ld.envs.base import aggregate, aggregate_by
+from generation.ld.workers import EvalWorker
 from ray_jobs.cluster import ensure_ray
 from ray_jobs.progress import progress_bar
 

@@ -2,7 +2,7 @@
 
 Work is cut into tasks of `episodes_per_task` seeds; task i becomes shards `ld-<i>`, `kd-<i>`,
 `rejections-<i>`, `runtime_functions-<i>` and `episodes-<i>.json`, then one line in `manifest.jsonl` with their checksums
-(generation/shards.py). Only the driver writes. A rerun of the same command skips every task the
+(generation/storage/shards.py). Only the driver writes. A rerun of the same command skips every task the
 manifest vouches for and replays the rest; the response cache answers every request already paid
 for, so `kill -9` of the driver or of any actor at any moment loses nothing, duplicates nothing, and
 bills nothing twice. An actor that dies takes its task with it: the task is given to a fresh actor.
@@ -18,8 +18,8 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-from generation.shards import Manifest, commit_task
-from generation.workers import TeacherDemoWorker
+from generation.storage.shards import Manifest, commit_task
+from generation.ld.workers import TeacherDemoWorker
 from ray_jobs.cluster import ensure_ray
 from ray_jobs.generation_progress import GenerationProgress, summary_table
 from ray_jobs.generation_services import GenerationServices

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from generation.cache import ResponseCache
+from generation.storage.cache import ResponseCache
 from generation.teachers.accounting import add_snapshots
 from generation.teachers.stack import TeacherHooks
 from ray_jobs.rate_limiter import ClusterGate, start_limiter

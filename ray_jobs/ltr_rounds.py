@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from generation.ltr.exam import ExamWorker
 from generation.ltr.records import ExamRecord
-from generation.shards import write_json
+from generation.storage.shards import write_json
 from ray_jobs.cluster import ensure_ray
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from configs.schema import RunConfig
 from configs.task_schema import EmergencyConfig
-from generation.emergencies import EmergencyResponder
-from generation.envs.pursuit.env import PursuitEnv
-from generation.envs.pursuit.resources import function_base_reply
-from generation.envs.registry import expert_for
-from generation.functions.function_base import FunctionBase, build_function_base
-from generation.policies.teacher_policy import TeacherSelectionPolicy
-from generation.rollout import play_by_functions, start_episodes
+from generation.ld.emergencies import EmergencyResponder
+from generation.ld.envs.pursuit.env import PursuitEnv
+from generation.ld.envs.pursuit.resources import function_base_reply
+from generation.ld.envs.registry import expert_for
+from generation.ld.functions.function_base import FunctionBase, build_function_base
+from generation.ld.policies.teacher_policy import TeacherSelectionPolicy
+from generation.ld.rollout import play_by_functions, start_episodes
 from generation.sandbox.runner import Sandbox
 from launch.pipeline import sample_states
 

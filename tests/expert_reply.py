@@ -5,8 +5,8 @@ knows the pursuit game, so the whole pipeline can run over real HTTP with the op
 """
 
 from configs.teacher_schema import TeacherConfig
-from generation.envs.pursuit.env import PursuitEnv
-from generation.envs.registry import expert_for
+from generation.ld.envs.pursuit.env import PursuitEnv
+from generation.ld.envs.registry import expert_for
 from generation.teachers.expert import ExpertTeacher
 
 _TEACHER = ExpertTeacher(TeacherConfig(), env=PursuitEnv(), expert=expert_for("pursuit"))

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from configs.loader import load_config
 from configs.schema import RunConfig
-from generation.envs.pursuit import resources
-from generation.envs.registry import make_env
-from generation.functions.function_base import build_function_base
-from generation.records import RawActionRecord, RejectionRecord, StageDecisionRecord
-from generation.shards import read_records, shard_paths
+from generation.ld.envs.pursuit import resources
+from generation.ld.envs.registry import make_env
+from generation.ld.functions.function_base import build_function_base
+from generation.storage.records import RawActionRecord, RejectionRecord, StageDecisionRecord
+from generation.storage.shards import read_records, shard_paths
 
 
 def http_config(server_url: str, *overrides: str) -> RunConfig:
@@ -40,7 +40,7 @@ def function_base(cfg: RunConfig, directory: Path) -> Path:
 
 def reference_records(base_path: Path, seeds: list[int], per_task: int) -> dict[str, set[str]]:
     """Records of the same tasks (same tags, same chunks) played by the in-process expert teacher."""
-    from generation.workers import TeacherDemoWorker
+    from generation.ld.workers import TeacherDemoWorker
 
     worker = TeacherDemoWorker(load_config(None, [], RunConfig), base_path)
     out: dict[str, set[str]] = {"ld": set(), "kd": set()}

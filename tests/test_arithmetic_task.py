@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from generation.tasks.arithmetic import (ArithmeticDifficulty, Fact, make_problem, make_problems, parse_facts,
+from generation.datasets.arithmetic import (ArithmeticDifficulty, Fact, make_problem, make_problems, parse_facts,
                                          solve_facts)
 
 

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from configs.teacher_schema import ModelPrice, TeacherConfig
-from generation.cache import ResponseCache, cache_key
+from generation.storage.cache import ResponseCache, cache_key
 from generation.teachers.accounting import UsageMeter
 from generation.teachers.base import TeacherBackend, TeacherError, TeacherReply, TeacherRequest, complete_many
 from generation.teachers.replay_backend import ReplayTeacher

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from configs.training_schema import StudentConfig
-from generation.policies.base import SelectionRequest
-from generation.policies.candidate_scoring import best_continuation, continuation_logprobs
+from generation.ld.policies.base import SelectionRequest
+from generation.ld.policies.candidate_scoring import best_continuation, continuation_logprobs
 from generation.prompts.calls import parse_call
-from generation.prompts.ld import Candidate
+from generation.ld.prompts import Candidate
 
 CORPUS = ["Stage: move\nCandidates: move_direct() | move_ambush() | move_fire()", "Call: move_direct()",
           "Call: target_evader(evader=\"E2\")", "emergency (fire) 3,4"] * 40
@@ -16,7 +16,7 @@ CORPUS = ["Stage: move\nCandidates: move_direct() | move_ambush() | move_fire()"
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
-    from generation.policies.hf_student import HFStudentPolicy
+    from generation.ld.policies.hf_student import HFStudentPolicy
     from training.student_builder import build_student
 
     path = build_student(StudentConfig(preset="tiny", vocab_size=320, max_seq_len=256), CORPUS,

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 
 from configs.schema import RunConfig
-from generation.envs.base import DecisionEnv, Instruction, StepResult
-from generation.envs.registry import expert_for, make_env, register_env
+from generation.ld.envs.base import DecisionEnv, Instruction, StepResult
+from generation.ld.envs.registry import expert_for, make_env, register_env
 
 
 # ---- the environment ---------------------------------------------------------------------------
@@ -179,8 +179,8 @@ def test_register_env_rejects_bad_registrations_and_unknown_names():
 
 def test_expert_teacher_plays_it_in_an_eval_worker(tmp_path):
     """The generic machinery, in-process: function base validation, retrieval, sandbox, expert teacher."""
-    from generation.functions.function_base import build_function_base
-    from generation.workers import EvalWorker
+    from generation.ld.functions.function_base import build_function_base
+    from generation.ld.workers import EvalWorker
     from launch.pipeline import sample_states
 
     cfg = RunConfig.model_validate({"task": {"env": "line_walk", "env_modules": ["test_custom_env"]}})

@@ -2,8 +2,8 @@
 
 import pytest
 
-from generation.tasks.answers import after_marker, extract_numeric_answer, find_numbers, format_number, parse_number
-from generation.tasks.metrics import exact_match, normalise_answer, token_f1
+from generation.datasets.answers import after_marker, extract_numeric_answer, find_numbers, format_number, parse_number
+from generation.datasets.metrics import exact_match, normalise_answer, token_f1
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -11,8 +11,8 @@ from generation.doc.pipelines import run_pipeline, summarise
 from generation.doc.samples import (collect_samples, decomposer_rows, rejection_sample, solver_rows,
                                     substitute_final_answer)
 from generation.doc.simulate import ExpertErrorModel, seeded_rng, simulate_solve
-from generation.prompts import doc
-from generation.tasks import kbqa
+from generation.doc import prompts as doc
+from generation.datasets import kbqa
 from generation.teachers.base import TeacherError, TeacherRequest, complete_many
 from generation.teachers.registry import build_teacher
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from generation.tasks.loaders import DatasetError, load_bamboogle, load_dataset_file, load_drop, load_gsm8k, load_svamp
-from generation.tasks.metrics import token_f1
+from generation.datasets.loaders import DatasetError, load_bamboogle, load_dataset_file, load_drop, load_gsm8k, load_svamp
+from generation.datasets.metrics import token_f1
 
 FIXTURES = Path(__file__).parent / "fixtures" / "doc"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from generation.tracking import read_side_log
+from generation.storage.tracking import read_side_log
 
 CLI = [sys.executable, "-m", "launch.cli"]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from generation.prompts import doc
+from generation.doc import prompts as doc
 from generation.prompts.calls import ParseError
 
 

@@ -8,18 +8,18 @@ import pytest
 
 from configs.schema import RunConfig
 from configs.task_schema import EmergencyConfig, PursuitConfig
-from generation.envs.base import heldout_seeds, train_seeds
-from generation.envs.pursuit import instructions as ins
-from generation.envs.pursuit.env import PursuitEnv
-from generation.envs.pursuit.expert import expert_select
-from generation.envs.pursuit.resources import emergency_reply, function_base_reply
-from generation.envs.registry import expert_for
-from generation.functions.function_base import FunctionBase, build_function_base
-from generation.functions.runtime import build_runtime_functions, stage_samples
-from generation.prompts.emergency import EMERGENCY_TASK, emergency_messages, parse_emergency_prompt
+from generation.ld.envs.base import heldout_seeds, train_seeds
+from generation.ld.envs.pursuit import instructions as ins
+from generation.ld.envs.pursuit.env import PursuitEnv
+from generation.ld.envs.pursuit.expert import expert_select
+from generation.ld.envs.pursuit.resources import emergency_reply, function_base_reply
+from generation.ld.envs.registry import expert_for
+from generation.ld.functions.function_base import FunctionBase, build_function_base
+from generation.ld.functions.runtime import build_runtime_functions, stage_samples
+from generation.ld.emergency_prompts import EMERGENCY_TASK, emergency_messages, parse_emergency_prompt
 from generation.sandbox.runner import Sandbox
 from generation.teachers.expert import ExpertTeacher
-from generation.workers import EvalWorker
+from generation.ld.workers import EvalWorker
 from launch.pipeline import sample_states
 from tests.emergency_play import config_and_base, play
 
@@ -207,7 +207,7 @@ def test_drill_kinds_are_made_up_training_only_and_validated():
     cfg = EmergencyConfig(probability=1.0, train_kinds=["fire"], heldout_kinds=["gas"], drill_kinds=50)
     assert cfg.train_pool == ["fire", *DRILL_KINDS[:50]] and len(set(DRILL_KINDS)) == len(DRILL_KINDS) == 400
     assert {EMERGENCY_KINDS[k] for k in DRILL_KINDS[:2]} == {"deadly", "impassable"}
-    from generation.envs.pursuit.emergencies import plan_emergency
+    from generation.ld.envs.pursuit.emergencies import plan_emergency
 
     train_kinds = {plan_emergency(s, cfg).kind for s in train_seeds(300)}
     assert len(train_kinds & set(DRILL_KINDS)) > 20 and "gas" not in train_kinds
@@ -227,7 +227,7 @@ def test_state_text_spells_the_kind_as_its_function_name_does():
 
 
 def test_generation_task_returns_the_emergency_functions_it_asked_for(tmp_path):
-    from generation.workers import TeacherDemoWorker
+    from generation.ld.workers import TeacherDemoWorker
 
     cfg, _, base_path = config_and_base(tmp_path, FIRE_AT_ONCE)
     worker = TeacherDemoWorker(cfg, base_path)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from configs.schema import RunConfig
 from configs.task_schema import EMERGENCY_KINDS, EmergencyConfig, PursuitConfig, evader_kinds
-from generation.envs.base import train_seeds
-from generation.envs.pursuit import instructions as ins
-from generation.envs.pursuit.env import PursuitEnv
-from generation.envs.pursuit.expert import expert_select
-from generation.envs.pursuit.new_evaders import sprinter_path
-from generation.envs.pursuit.offline_eval import (emergency_functions, expert_chooser, load_teacher_functions,
+from generation.ld.envs.base import train_seeds
+from generation.ld.envs.pursuit import instructions as ins
+from generation.ld.envs.pursuit.env import PursuitEnv
+from generation.ld.envs.pursuit.expert import expert_select
+from generation.ld.envs.pursuit.new_evaders import sprinter_path
+from generation.ld.envs.pursuit.offline_eval import (emergency_functions, expert_chooser, load_teacher_functions,
                                                   play_with_functions)
-from generation.envs.pursuit.resources import emergency_reply, function_base_reply
-from generation.functions.function_base import build_function_base
-from generation.functions.runtime import build_runtime_functions, stage_samples
+from generation.ld.envs.pursuit.resources import emergency_reply, function_base_reply
+from generation.ld.functions.function_base import build_function_base
+from generation.ld.functions.runtime import build_runtime_functions, stage_samples
 from generation.sandbox.runner import Sandbox
 from generation.teachers.expert import ExpertTeacher
 from tests.emergency_play import config_and_base, play

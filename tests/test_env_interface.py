@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from generation.envs.base import (HELDOUT_SEED_OFFSET, DecisionEnv, Instruction, StepResult, aggregate,
+from generation.ld.envs.base import (HELDOUT_SEED_OFFSET, DecisionEnv, Instruction, StepResult, aggregate,
                                   aggregate_by, heldout_seeds, train_seeds)
 from configs.task_schema import EmergencyConfig, PursuitConfig
-from generation.envs.pursuit.env import PursuitEnv
-from generation.envs.twentyone.env import TwentyOneEnv
+from generation.ld.envs.pursuit.env import PursuitEnv
+from generation.ld.envs.twentyone.env import TwentyOneEnv
 
 
 def PursuitWithEmergencies() -> PursuitEnv:

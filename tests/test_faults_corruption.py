@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from generation.checksums import IntegrityError, seal_directory, seal_file, verify_directory, verify_file
-from generation.records import RejectionRecord
-from generation.shards import Manifest, RecordError, commit_task, read_records, shard_paths, write_json, write_shard
+from generation.storage.checksums import IntegrityError, seal_directory, seal_file, verify_directory, verify_file
+from generation.storage.records import RejectionRecord
+from generation.storage.shards import Manifest, RecordError, commit_task, read_records, shard_paths, write_json, write_shard
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,8 +144,8 @@ def test_pipeline_refuses_a_corrupt_checkpoint_and_function_base_before_loading(
 
 DISK_FULL_PROBE = textwrap.dedent("""
     import resource, signal, sys
-    from generation.records import RejectionRecord
-    from generation.shards import write_shard
+    from generation.storage.records import RejectionRecord
+    from generation.storage.shards import write_shard
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, like a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
     r = RejectionRecord(request_id="r", prompt_hash="h", stage="s", reason_kind="parse", reason="x" * 5000,
@@ -198,7 +198,7 @@ def test_unwritable_destinations_surface_with_the_path(tmp_path):
 
 def test_corrupted_training_checkpoint_is_refused_on_resume(tmp_path):
     """A checkpoint cut short on disk is never resumed from; the message names it and an older one."""
-    from generation.checksums import seal_directory
+    from generation.storage.checksums import seal_directory
     from training.checkpoints import TRAINER_STATE, resolve_resume, step_dir_name
 
     for step in (10, 20):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from generation.envs.registry import ENV_FACTORIES, register_env
+from generation.ld.envs.registry import ENV_FACTORIES, register_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 from configs.loader import load_config
 from configs.schema import RunConfig
-from generation.tracking import Tracker
+from generation.storage.tracking import Tracker
 from launch.pipeline import write_function_base
 from ray_jobs.evaluate import EvaluationFailed, evaluate_policies
 

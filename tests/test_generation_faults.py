@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from configs.tracking_schema import WandbConfig
-from generation.shards import MANIFEST_NAME
-from generation.tracking import Tracker, read_side_log
+from generation.storage.shards import MANIFEST_NAME
+from generation.storage.tracking import Tracker, read_side_log
 from generation_fixtures import assert_same_records, function_base, http_config, reference_records, rejections
 from teacher_server import GARBAGE_REPLY, running_server
 
@@ -129,7 +129,7 @@ def test_an_actor_killed_mid_task_loses_nothing(ray_cluster, base_and_reference,
     import threading
     import time
 
-    from generation.shards import Manifest
+    from generation.storage.shards import Manifest
     from ray_jobs.generate import run_generation
 
     base_path, _ = base_and_reference

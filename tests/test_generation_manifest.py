@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from generation.records import RejectionRecord
-from generation.shards import MANIFEST_NAME, Manifest, commit_task, read_records, shard_paths, write_shard
+from generation.storage.records import RejectionRecord
+from generation.storage.shards import MANIFEST_NAME, Manifest, commit_task, read_records, shard_paths, write_shard
 
 
 def rejection(i: int) -> RejectionRecord:

@@ -22,8 +22,8 @@ import pytest
 
 from configs.loader import load_config
 from configs.schema import RunConfig
-from generation.envs.registry import make_env
-from generation.shards import Manifest
+from generation.ld.envs.registry import make_env
+from generation.storage.shards import Manifest
 from generation_fixtures import assert_same_records, reference_records
 from teacher_server import running_server
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from configs.teacher_schema import ModelPrice, TeacherConfig
-from generation.policies.base import SelectionRequest
-from generation.policies.teacher_policy import TeacherSelectionPolicy
-from generation.prompts.ld import Candidate
+from generation.ld.policies.base import SelectionRequest
+from generation.ld.policies.teacher_policy import TeacherSelectionPolicy
+from generation.ld.prompts import Candidate
 from generation.teachers.accounting import UsageMeter, add_snapshots, usage_delta
 from generation.teachers.base import TeacherBackend, TeacherError, TeacherReply, TeacherRequest, cost_usd, prompt_hash
 from generation.teachers.stack import CachedTeacher

@@ -4,11 +4,11 @@ import pytest
 
 from configs.loader import load_config
 from configs.schema import RunConfig
-from generation.envs.pursuit import resources
-from generation.envs.registry import make_env
-from generation.functions.function_base import build_function_base
-from generation.records import RawActionRecord, StageDecisionRecord
-from generation.shards import read_records, shard_paths
+from generation.ld.envs.pursuit import resources
+from generation.ld.envs.registry import make_env
+from generation.ld.functions.function_base import build_function_base
+from generation.storage.records import RawActionRecord, StageDecisionRecord
+from generation.storage.shards import read_records, shard_paths
 from launch.pipeline import sample_states
 from teacher_server import running_server
 

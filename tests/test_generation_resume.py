@@ -18,8 +18,8 @@ import pytest
 
 from configs.loader import load_config
 from configs.schema import RunConfig
-from generation.envs.registry import make_env
-from generation.shards import MANIFEST_NAME, Manifest
+from generation.ld.envs.registry import make_env
+from generation.storage.shards import MANIFEST_NAME, Manifest
 from generation_fixtures import assert_same_records, reference_records
 from teacher_server import running_server
 

@@ -8,8 +8,8 @@ from generation.ltr.exam import grade
 from generation.ltr.feedback import ask_teacher, build_requests, collect
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.prompts.calls import ParseError
-from generation.prompts.ltr import parse_rationales, read_feedback_prompt, student_prompt, tailored_messages
-from generation.tasks.arithmetic import ArithmeticDifficulty, make_problem
+from generation.ltr.prompts import parse_rationales, read_feedback_prompt, student_prompt, tailored_messages
+from generation.datasets.arithmetic import ArithmeticDifficulty, make_problem
 from configs.teacher_schema import TeacherConfig
 
 PROBLEM = make_problem(7, ArithmeticDifficulty(min_steps=3, max_steps=3, max_base=12, shapes=("chain",)))
@@ -83,7 +83,7 @@ def exam_records(exam: str = "r0") -> list[ExamRecord]:
 
 
 def test_training_record_lineage_through_parquet(tmp_path):
-    from generation.shards import read_records, write_shard
+    from generation.storage.shards import read_records, write_shard
     from training.ltr_data import read_ltr_rows
 
     exam = exam_records()

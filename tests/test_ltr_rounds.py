@@ -67,7 +67,7 @@ def test_rounds_resume_after_a_kill_between_rounds(tmp_path):
     assert "| round | full (tailored + reflection) |" in (run_dir / "results.md").read_text()
     # round 2's data came from the exam that round 1's student took
     from generation.ltr.records import ExamRecord
-    from generation.shards import read_records
+    from generation.storage.shards import read_records
     from launch.ltr_pipeline import training_rows
 
     exam = read_records([run_dir / "exams" / "full-r1.parquet"], ExamRecord)

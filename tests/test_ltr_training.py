@@ -8,7 +8,7 @@ import yaml
 
 from configs.ltr_schema import LtrLossSettings
 from configs.training_schema import TrainingConfig
-from generation.tracking import read_side_log
+from generation.storage.tracking import read_side_log
 from training_helpers import STUDENT, make_student_and_data, quiet_env, write_parquet
 
 COMMON = dict(max_steps=4, log_every=1, learning_rate=3e-3, warmup_ratio=0.1, seed=1, save_every=None)
@@ -33,7 +33,7 @@ def train_here(world, name, loss=LtrLossSettings(), **training):
     import torch
     from accelerate.state import AcceleratorState, GradientState
 
-    from generation.tracking import WandbConfig
+    from generation.storage.tracking import WandbConfig
     from training.train import RunConfig, run
 
     AcceleratorState._reset_state(True)

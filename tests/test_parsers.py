@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generation.prompts.calls import Call, ParseError, parse_call
-from generation.prompts.kd import parse_action, render_action
+from generation.ld.kd_prompts import parse_action, render_action
 
 SIGS = {"target_evader": ["evader"], "target_nearest": [], "guard_cell": ["pursuer", "cell"]}
 

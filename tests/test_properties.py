@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from configs.loader import ConfigError, load_config, parse_override
 from configs.schema import RunConfig
-from generation.functions.parse_base import FunctionBaseParseError, parse_function_base_reply
+from generation.ld.functions.parse_base import FunctionBaseParseError, parse_function_base_reply
 from generation.prompts.calls import CALL_PREFIX, MAX_REPLY_CHARS, Call, ParseError, parse_call
-from generation.prompts.emergency import parse_emergency_prompt
-from generation.prompts.kd import ACTION_PREFIX, parse_action, render_action
+from generation.ld.emergency_prompts import parse_emergency_prompt
+from generation.ld.kd_prompts import ACTION_PREFIX, parse_action, render_action
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SIGNATURES = {"move_direct": [], "chase": ["target", "speed"], "guard": ["cell"]}
@@ -134,8 +134,8 @@ def test_function_base_parser_on_arbitrary_text(text):
 
 @pytest.fixture(scope="module")
 def envs():
-    from generation.envs.pursuit.env import PursuitEnv
-    from generation.envs.twentyone.env import TwentyOneEnv
+    from generation.ld.envs.pursuit.env import PursuitEnv
+    from generation.ld.envs.twentyone.env import TwentyOneEnv
 
     return [PursuitEnv(), TwentyOneEnv()]
 
@@ -161,7 +161,7 @@ def test_instruction_extractors_fail_only_with_value_error(envs, text):
 @SETTINGS
 @given(st.text(max_size=300))
 def test_emergency_prompt_extractor_fails_only_with_value_error(text):
-    from generation.prompts.emergency import EMERGENCY_TASK
+    from generation.ld.emergency_prompts import EMERGENCY_TASK
 
     for prompt in (text, EMERGENCY_TASK + text):
         try:

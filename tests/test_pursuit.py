@@ -8,16 +8,16 @@ import re
 
 import pytest
 
-from generation.envs.base import aggregate, heldout_seeds, train_seeds
-from generation.envs.pursuit import instructions as ins
-from generation.envs.pursuit.config import PursuitConfig
-from generation.envs.pursuit.env import PursuitEnv, captured_evaders
-from generation.envs.pursuit.evaders import choose_evader_moves
-from generation.envs.pursuit.expert import FUNCTION_STAGES, expert_select
-from generation.envs.pursuit.grid import Grid
-from generation.envs.pursuit.offline_eval import (expert_chooser, fixed_chooser, load_teacher_functions,
+from generation.ld.envs.base import aggregate, heldout_seeds, train_seeds
+from generation.ld.envs.pursuit import instructions as ins
+from generation.ld.envs.pursuit.config import PursuitConfig
+from generation.ld.envs.pursuit.env import PursuitEnv, captured_evaders
+from generation.ld.envs.pursuit.evaders import choose_evader_moves
+from generation.ld.envs.pursuit.expert import FUNCTION_STAGES, expert_select
+from generation.ld.envs.pursuit.grid import Grid
+from generation.ld.envs.pursuit.offline_eval import (expert_chooser, fixed_chooser, load_teacher_functions,
                                                   play_with_functions)
-from generation.envs.pursuit.resources import manual_text, teacher_functions_source
+from generation.ld.envs.pursuit.resources import manual_text, teacher_functions_source
 
 OPEN = [".....", ".#...", ".....", ".....", "....."]
 STILL = PursuitConfig(evader_move_prob=0.0)  # evaders never move: positions are the test's to set

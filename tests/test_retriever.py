@@ -1,6 +1,6 @@
 """BM25 retrieval of functions for (stage, instruction, state)."""
 
-from generation.functions.retriever import FunctionRetriever, Indexed
+from generation.ld.functions.retriever import FunctionRetriever, Indexed
 
 ENTRIES = [
     Indexed("target_nearest", "target", "Each pursuer targets its nearest free evader."),

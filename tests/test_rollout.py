@@ -3,14 +3,14 @@
 import pytest
 
 from configs.schema import RunConfig
-from generation.envs.registry import make_env
-from generation.functions.function_base import FunctionBase, build_function_base
-from generation.envs.pursuit import resources
-from generation.policies.base import PolicyReply
-from generation.policies.majority import MajorityPolicy
-from generation.rollout import play_by_actions, play_by_functions, start_episodes
+from generation.ld.envs.registry import make_env
+from generation.ld.functions.function_base import FunctionBase, build_function_base
+from generation.ld.envs.pursuit import resources
+from generation.ld.policies.base import PolicyReply
+from generation.ld.policies.majority import MajorityPolicy
+from generation.ld.rollout import play_by_actions, play_by_functions, start_episodes
 from generation.sandbox.runner import Sandbox
-from generation.workers import TeacherDemoWorker
+from generation.ld.workers import TeacherDemoWorker
 from launch.pipeline import sample_states
 
 

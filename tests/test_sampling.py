@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from generation.sampling import evenly_spaced_steps, keep_steps
+from generation.ld.sampling import evenly_spaced_steps, keep_steps
 
 
 @pytest.mark.parametrize("n, keep, expected", [

@@ -19,8 +19,8 @@ import pytest
 from configs.loader import load_config, save_resolved
 from configs.schema import RunConfig
 from configs.tracking_schema import WandbConfig
-from generation.secrets import public_env, redact, redact_data, secret_env_names, secret_values
-from generation.tracking import Tracker
+from generation.storage.secrets import public_env, redact, redact_data, secret_env_names, secret_values
+from generation.storage.tracking import Tracker
 
 CLI = [sys.executable, "-m", "launch.cli"]
 FAKE_KEY = "sk-FAKE-canary-7c1e2b9d4f3a5e6b8c0d1e2f"  # recognisable, long, never a real key

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from configs.training_schema import TrainingConfig
-from generation.tracking import read_side_log
+from generation.storage.tracking import read_side_log
 from training_helpers import (make_student_and_data, quiet_env, step_losses, train_in_process, write_run_config)
 
 pytestmark = pytest.mark.slow

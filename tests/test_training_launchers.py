@@ -92,7 +92,7 @@ def test_ray_train_worker_environment_and_paths(tmp_path):
 @pytest.mark.slow
 def test_ray_train_runs_the_same_loop(tmp_path):
     """Two Ray Train workers (gloo) with ZeRO-2 give a 1-process run's losses (~1 min: a local Ray starts)."""
-    from generation.tracking import read_side_log
+    from generation.storage.tracking import read_side_log
     from training_helpers import make_student_and_data, step_losses, train_in_process
 
     student, data, _ = make_student_and_data(tmp_path)

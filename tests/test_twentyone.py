@@ -9,15 +9,15 @@ import pytest
 
 from configs.schema import RunConfig
 from configs.task_schema import TwentyOneConfig
-from generation.envs.base import aggregate, aggregate_by, heldout_seeds
-from generation.envs.pursuit.offline_eval import play_with_functions
-from generation.envs.registry import expert_for, make_env
-from generation.envs.twentyone import instructions as ins
-from generation.envs.twentyone.cards import dealer_plays, hand_total
-from generation.envs.twentyone.env import TwentyOneEnv
-from generation.envs.twentyone.expert import FUNCTION_STAGES, expert_select
-from generation.envs.twentyone.resources import teacher_functions_source
-from generation.envs.twentyone.text import parse_state_text, render_state
+from generation.ld.envs.base import aggregate, aggregate_by, heldout_seeds
+from generation.ld.envs.pursuit.offline_eval import play_with_functions
+from generation.ld.envs.registry import expert_for, make_env
+from generation.ld.envs.twentyone import instructions as ins
+from generation.ld.envs.twentyone.cards import dealer_plays, hand_total
+from generation.ld.envs.twentyone.env import TwentyOneEnv
+from generation.ld.envs.twentyone.expert import FUNCTION_STAGES, expert_select
+from generation.ld.envs.twentyone.resources import teacher_functions_source
+from generation.ld.envs.twentyone.text import parse_state_text, render_state
 
 
 class FixedShoe:

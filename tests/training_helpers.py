@@ -61,7 +61,7 @@ def train_in_process(run_dir: Path, student: Path, data: Path, job: str = "train
     import torch
     from accelerate.state import AcceleratorState, GradientState
 
-    from generation.tracking import WandbConfig, read_side_log
+    from generation.storage.tracking import WandbConfig, read_side_log
     from training.train import RunConfig, run
 
     AcceleratorState._reset_state(True)

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from generation.checksums import IntegrityError, seal_directory, verify_directory
+from generation.storage.checksums import IntegrityError, seal_directory, verify_directory
 
 TRAINER_STATE = "trainer_state.json"
 RUN_INFO = "run.json"

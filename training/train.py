@@ -28,7 +28,7 @@ import yaml
 from configs.ltr_schema import LtrLossSettings
 from configs.training_schema import (StudentConfig, TrainingConfig, accumulation_steps, effective_learning_rate,
                                      global_batch_rows)
-from generation.tracking import Tracker, WandbConfig
+from generation.storage.tracking import Tracker, WandbConfig
 from training import checkpoints as ckpt
 from training.data_plan import DataPlan, build_rows, eval_batches, make_collate, model_inputs, split_eval
 from training.distributed import deepspeed_json_path, deepspeed_stage, make_accelerator

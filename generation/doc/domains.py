@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from generation.tasks import arithmetic, kbqa
-from generation.tasks.answers import extract_numeric_answer, numbers_match
-from generation.tasks.metrics import exact_match, token_f1
+from generation.datasets import arithmetic, kbqa
+from generation.datasets.answers import extract_numeric_answer, numbers_match
+from generation.datasets.metrics import exact_match, token_f1
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ class KBQADomain:
 
 
 class DatasetDomain:
-    """Questions from a dataset file (generation/tasks/loaders.py): scored by the dataset's metric.
+    """Questions from a dataset file (generation/datasets/loaders.py): scored by the dataset's metric.
 
     Only an LLM teacher can decompose or solve them; the offline expert reads built-in domains only."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from generation.doc.domains import domain_of_question
 from generation.doc.simulate import ExpertErrorModel, expert_decomposition, seeded_rng, simulate_solve
-from generation.prompts import doc
+from generation.doc import prompts as doc
 from generation.prompts.calls import ParseError
 from generation.teachers.base import TeacherError, TeacherRequest
 from generation.teachers.expert import ExpertTeacher

@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from generation.doc.domains import DocItem, exact, get_domain
 from generation.doc.samples import TeacherCall
-from generation.prompts import doc
+from generation.doc import prompts as doc
 from generation.prompts.calls import ParseError
 from generation.teachers.base import TeacherReply, TeacherRequest
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from generation.doc.domains import DocItem, get_domain
-from generation.prompts import doc
+from generation.doc import prompts as doc
 from generation.prompts.calls import ParseError
-from generation.records import Record
+from generation.storage.records import Record
 from generation.teachers.base import TeacherReply, TeacherRequest
 
 TeacherCall = Callable[[list[TeacherRequest]], list]  # requests -> TeacherReply | TeacherError, in order

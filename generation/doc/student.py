@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generation.policies.hf_student import HFStudentPolicy
+from generation.ld.policies.hf_student import HFStudentPolicy
 
 
 class TextStudent(HFStudentPolicy):

@@ -7,9 +7,9 @@ Greedy decoding with k = 1 is the held-out evaluation; sampling at the exam temp
 from __future__ import annotations
 
 from generation.ltr.records import ExamRecord
-from generation.policies.hf_student import HFStudentPolicy
-from generation.prompts.ltr import student_prompt
-from generation.tasks.answers import extract_numeric_answer, numbers_match, parse_number
+from generation.ld.policies.hf_student import HFStudentPolicy
+from generation.ltr.prompts import student_prompt
+from generation.datasets.answers import extract_numeric_answer, numbers_match, parse_number
 
 
 def grade(rationale: str, gold_answer: str) -> tuple[float | None, bool]:

@@ -16,8 +16,8 @@ from typing import Any
 
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.prompts.calls import ParseError
-from generation.prompts.ltr import parse_rationales, plain_messages, student_prompt, tailored_messages
-from generation.records import RejectionRecord
+from generation.ltr.prompts import parse_rationales, plain_messages, student_prompt, tailored_messages
+from generation.storage.records import RejectionRecord
 from generation.teachers.base import TeacherError, TeacherReply, TeacherRequest
 
 

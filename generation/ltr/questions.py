@@ -2,7 +2,7 @@
 
 Built in: the arithmetic word problems (disjoint seed ranges per split, gold rationale from the
 generator). For real use: GSM8K (train.jsonl / test.jsonl) or SVAMP (one file, split by a seeded
-shuffle) through `generation.tasks.loaders`.
+shuffle) through `generation.datasets.loaders`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 import re
 
-from generation.prompts.ltr import ANSWER_PHRASE
-from generation.tasks.arithmetic import ArithmeticDifficulty, make_problems
-from generation.tasks.loaders import DatasetError, QAItem, load_gsm8k, load_svamp
+from generation.ltr.prompts import ANSWER_PHRASE
+from generation.datasets.arithmetic import ArithmeticDifficulty, make_problems
+from generation.datasets.loaders import DatasetError, QAItem, load_gsm8k, load_svamp
 
 SPLITS = ("warmup", "train", "heldout")
 SPLIT_SEED_STRIDE = 1_000_000  # arithmetic seeds: split i uses [base + i * stride, ...)

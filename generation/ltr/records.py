@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from generation.records import Record
+from generation.storage.records import Record
 
 
 class ExamRecord(Record):

@@ -1,6 +1,6 @@
 """The expert teacher's Learn-to-Reason feedback on the built-in arithmetic word problems.
 
-It reads the feedback prompt back (`generation.prompts.ltr`), solves the question from its text
+It reads the feedback prompt back (`generation.ltr.prompts`), solves the question from its text
 (`parse_facts`), locates the first step the student's rationale gets wrong, and writes correct
 rationales that spell out that step: the fact the step rests on is restated before its computation
 ("Ben has 5 more marbles than Ava, so Ben has 12 + 5 = 17 marbles."), in a second variant also the
@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from generation.prompts.ltr import ANSWER_PHRASE, read_feedback_prompt, render_rationales
-from generation.tasks import arithmetic
-from generation.tasks.answers import numbers_match, parse_number
+from generation.ltr.prompts import ANSWER_PHRASE, read_feedback_prompt, render_rationales
+from generation.datasets import arithmetic
+from generation.datasets.answers import numbers_match, parse_number
 from generation.teachers.base import TeacherError
 
 CLAIM = re.compile(r"([A-Z][a-z]+) has ([^=.]+?) = (-?\d+) \w+")

@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from generation.prompts import emergency, ld
+from generation.ld import emergency_prompts as emergency, prompts as ld
 from generation.teachers.base import TeacherBackend, TeacherError, TeacherReply, TeacherRequest, cost_usd
 
 SECTION = re.compile(r"^## (.+)$", re.MULTILINE)

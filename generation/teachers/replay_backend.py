@@ -6,7 +6,7 @@ The file is JSONL, one reply per line, keyed by the prompt hash of the chat (`ba
      "model": "gpt-4o-mini"}
 
 `messages` may stand in for `prompt_hash`; the token and model fields are optional. A cache file turns
-into one with `python -m generation.cache export CACHE OUT.jsonl`. A prompt with no recorded reply is a
+into one with `python -m generation.storage.cache export CACHE OUT.jsonl`. A prompt with no recorded reply is a
 `not_found` TeacherError naming the hash, never a made-up answer. Replays cost nothing.
 """
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from configs.teacher_schema import TeacherConfig
-from generation.cache import cache_key
+from generation.storage.cache import cache_key
 from generation.teachers.accounting import UsageMeter
 from generation.teachers.base import TeacherBackend, TeacherError, TeacherReply, TeacherRequest
 

@@ -54,7 +54,7 @@ def _teacher_cfg(url: str, concurrency: int, rpm: int, window: float):
 
 
 async def _ours_requests(cfg, gate, cache_path: str, prompts, concurrency: int) -> int:
-    from generation.cache import ResponseCache
+    from generation.storage.cache import ResponseCache
     from generation.teachers.base import TeacherRequest, complete_many
     from generation.teachers.stack import build_teacher_stack
 
@@ -68,7 +68,7 @@ async def _ours_requests(cfg, gate, cache_path: str, prompts, concurrency: int) 
 
 def _import_client_stack() -> None:
     """Imports paid before the clock starts (the peer's are too)."""
-    import generation.cache  # noqa: F401
+    import generation.storage.cache  # noqa: F401
     import generation.teachers.openai_backend  # noqa: F401
     import generation.teachers.stack  # noqa: F401
 

@@ -61,7 +61,7 @@ def example_lengths(student: Path, rows: list[dict], max_seq_len: int) -> list[i
 
 def run_ours(student: Path, data: Path, work: Path, args, packing: bool) -> dict:
     from configs.training_schema import StudentConfig, TrainingConfig
-    from generation.tracking import WandbConfig
+    from generation.storage.tracking import WandbConfig
     from training.train import RunConfig, run
 
     cfg = RunConfig(StudentConfig(preset=args.preset, vocab_size=1024, max_seq_len=args.max_seq_len),
