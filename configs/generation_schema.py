@@ -1,27 +1,14 @@
-"""Config of the teacher-demonstration job: how work is cut, spread, cached, validated and shown.
+"""Config of the teacher-demonstration job: how work is cut, spread, validated and shown.
 
-The provider's limits (RPM/TPM) and prices belong to the teacher (`configs/teacher_schema.py`);
-this section says how the Ray job uses them.
+The provider's limits (RPM/TPM), prices and the response cache belong to the teacher service
+(`configs/teacher_schema.py`), which every method shares; this section says how the LD Ray job uses it.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from configs.base import StrictModel
-
-
-class CacheConfig(StrictModel):
-    """The response cache: a reply once paid for is never paid for again (rerun, resume, shared path)."""
-
-    mode: Literal["auto", "file", "actor", "off"] = Field(
-        "auto", description="file: every actor opens the SQLite file (one host or a lock-safe local FS); "
-                            "actor: one Ray actor on the driver's node owns it (multi-node); "
-                            "auto: actor when the cluster has more than one node, else file")
-    path: str | None = Field(None, description="SQLite file; default <data dir>/teacher_cache.sqlite. "
-                                               "Point several runs at one file to share answers")
 
 
 class GenerationConfig(StrictModel):
@@ -42,6 +29,5 @@ class GenerationConfig(StrictModel):
     max_reasks: int = Field(2, ge=0, le=20, description="re-asks of a reply that fails parsing or was cut off; "
                                                         "then it is recorded as a rejection")
     task_retries: int = Field(2, ge=0, description="re-runs of a task whose actor died")
-    cache: CacheConfig = CacheConfig()
     progress: bool = Field(True, description="live progress display on the driver's terminal")
     log_every_s: float = Field(5.0, gt=0.0, description="seconds between live metrics sent to W&B")

@@ -61,6 +61,10 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+# Keys that moved when every method came to share one teacher service: the old spelling is named with its new home.
+MOVED_KEYS = {"generation.cache": "teacher.cache", "eval.teacher_concurrency": "teacher.concurrency"}
+
+
 def check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str = "") -> None:
     """Raise ConfigError for the first key `model` does not define, suggesting the nearest valid one."""
     if not isinstance(raw, dict):
@@ -68,6 +72,9 @@ def check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str = "") -> No
     fields = model.model_fields
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
+        if dotted in MOVED_KEYS:
+            raise ConfigError(f"config key '{dotted}' has moved to '{MOVED_KEYS[dotted]}' (the teacher service "
+                              f"every method shares); rename it in your config or override")
         if key not in fields:
             valid = sorted(fields)
             near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)

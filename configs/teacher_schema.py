@@ -52,6 +52,17 @@ class ModelPrice(StrictModel):
     output_per_1k: float = Field(0.0, ge=0.0)
 
 
+class CacheConfig(StrictModel):
+    """The response cache: a reply once paid for is never paid for again (rerun, resume, shared path)."""
+
+    mode: Literal["auto", "file", "actor", "off"] = Field(
+        "auto", description="file: every actor opens the SQLite file (one host or a lock-safe local FS); "
+                            "actor: one Ray actor on the driver's node owns it (multi-node); "
+                            "auto: actor when the cluster has more than one node, else file")
+    path: str | None = Field(None, description="SQLite file; default teacher_cache.sqlite in the job's data directory. "
+                                               "Point several runs at one file to share answers")
+
+
 class TeacherConfig(StrictModel):
     """One teacher backend. `concurrency` is per actor (the adaptive ceiling); `limits` are cluster-wide.
 
@@ -81,6 +92,7 @@ class TeacherConfig(StrictModel):
                                           "gpt-4o-mini-2024-07-18 matches its longest listed prefix); "
                                           "models not listed cost price_per_1k_input/output")
     limits: ProviderLimits = ProviderLimits()
+    cache: CacheConfig = CacheConfig()
     adaptive_concurrency: bool = Field(True, description="halve in-flight requests on a 429, regrow on success")
     min_concurrency: int = Field(1, ge=1)
     replay_path: str | None = Field(None, description="JSONL of recorded replies (backend=replay)")

@@ -50,29 +50,38 @@ def sample_states(env, seeds: list[int], steps: int = 3) -> list[dict]:
     return states
 
 
-def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> Path:
-    """Ask the teacher for the function base; keep what passes sandbox validation."""
+def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker, hooks: Any = None) -> Path:
+    """Ask the teacher for the function base through the teacher service (the run's limiter, cache and
+    meter when `hooks` reach them); keep what passes sandbox validation."""
     from generation.ld.functions.function_base import build_function_base
+    from generation.ld.functions.parse_base import parse_function_base_reply
     from generation.ld.prompts import function_base_messages
-    from generation.storage.records import FunctionRecord
-    from generation.storage.shards import write_shard
+    from generation.ld.workers import teacher_service
+    from generation.storage.shards import write_json, write_shard
     from generation.teachers.base import TeacherRequest
-    from generation.ld.workers import build_teacher_policy
+    from generation.teachers.service import Ask
+    from ray_jobs.generate import FUNCTION_BASE_USAGE
 
     path = run_dir / "function_base.json"
     if path.exists():
         check_function_base(path)
         return path
     env = make_env(cfg.task)
-    policy = build_teacher_policy(cfg, tag="base")
     request = TeacherRequest(messages=function_base_messages(env.name, env.rules_text(), env.stages),
-                             request_id="function-base", max_tokens=max(4096, cfg.teacher.max_tokens))
+                             request_id="function-base", max_tokens=max(4096, cfg.teacher.max_tokens),
+                             metadata={"stage": "function_base"})
+    service = teacher_service(cfg, hooks, max_reasks=cfg.generation.max_reasks)
     try:
-        [reply] = policy.complete([request])
+        [answer] = service.ask([Ask(request, parse=parse_function_base_reply, stage="function_base")])
+        service.meter.push()  # the run's live figures include this request before the demonstrations start
+        usage = service.usage
     finally:
-        policy.close()
-    if not hasattr(reply, "text"):
-        raise StageError(f"the teacher could not write the function base: {reply}")
+        service.close()
+    write_json(usage, run_dir / "data" / FUNCTION_BASE_USAGE)
+    if not answer.ok:
+        raise StageError(f"the teacher could not write the function base ({answer.rejection.reason_kind}, "
+                         f"{answer.asks} asks): {answer.rejection.reason}")
+    reply = answer.reply
     states = sample_states(env, env.train_seeds(4))
     base, records = build_function_base(reply.text, env.stages, states, cfg.sandbox, env.check_stage_output,
                                         reply.request_id)
@@ -110,13 +119,29 @@ def check_checkpoint(checkpoint: Path) -> None:
                          f"`logic-distill train --run-dir {checkpoint.parent.parent}` to retrain it") from None
 
 
-def generate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
+def teacher_services(cfg: RunConfig, run_dir: Path):
+    """The run's teacher services (limiter, cache, stats), started once for every stage that asks the teacher."""
+    from ray_jobs.cluster import ensure_ray
+    from ray_jobs.teacher_services import TeacherServices
+
+    ensure_ray(cfg.ray)
+    return TeacherServices(cfg.teacher, run_dir / "data")
+
+
+def generate(cfg: RunConfig, run_dir: Path, tracker: Tracker, services: Any = None) -> dict[str, Any]:
     from ray_jobs.generate import run_generation
 
-    base_path = write_function_base(cfg, run_dir, tracker)
-    env = make_env(cfg.task)
-    summary = run_generation(cfg, base_path, run_dir / "data", env.train_seeds(cfg.generation.train_episodes),
-                             tracker=tracker)
+    own = services is None
+    services = services or teacher_services(cfg, run_dir)
+    try:
+        since = services.totals()
+        base_path = write_function_base(cfg, run_dir, tracker, services.hooks)
+        env = make_env(cfg.task)
+        summary = run_generation(cfg, base_path, run_dir / "data", env.train_seeds(cfg.generation.train_episodes),
+                                 tracker=tracker, services=services, usage_since=since)
+    finally:
+        if own:
+            services.stop()
     tracker.log({f"generation/{k}": v for k, v in summary.items() if not isinstance(v, list)})
     console.print(f"demonstrations: {summary['episodes']} episodes ({summary['teacher_wins']} won), "
                   f"{summary['stage_records']} stage decisions")
@@ -239,7 +264,7 @@ def _breakdowns(env, res: dict[str, Any]) -> dict[str, Any]:
             for key in env.breakdown_keys}
 
 
-def evaluate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
+def evaluate(cfg: RunConfig, run_dir: Path, tracker: Tracker, services: Any = None) -> dict[str, Any]:
     import json
 
     from launch.report import by_kind_table, markdown_table, plot_results, write_results
@@ -248,10 +273,16 @@ def evaluate(cfg: RunConfig, run_dir: Path, tracker: Tracker) -> dict[str, Any]:
     env = make_env(cfg.task)
     seeds = env.heldout_seeds(cfg.eval.episodes)
     check_function_base(run_dir / "function_base.json")
+    own = services is None
+    services = services or teacher_services(cfg, run_dir)
     try:
-        per_policy = evaluate_policies(cfg, str(run_dir / "function_base.json"), policy_specs(cfg, run_dir), seeds)
+        per_policy = evaluate_policies(cfg, str(run_dir / "function_base.json"), policy_specs(cfg, run_dir), seeds,
+                                       services.hooks)
     except EvaluationFailed as exc:
         raise StageError(str(exc)) from None
+    finally:
+        if own:
+            services.stop()
     (run_dir / "eval").mkdir(exist_ok=True)
     for name, res in per_policy.items():
         with (run_dir / "eval" / f"episodes-{name}.jsonl").open("w") as fh:
@@ -282,11 +313,12 @@ def run_all(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     tracker = Tracker(run_dir, cfg.wandb, "pipeline", config=cfg.model_dump(mode="json"))
     try:
         started = time.perf_counter()
-        generate(cfg, run_dir, tracker)
-        methods = list(dict.fromkeys(p.split("_")[0] for p in cfg.eval.policies if "_student" in p))
-        if methods:
-            train_students(cfg, run_dir, methods)
-        results = evaluate(cfg, run_dir, tracker)
+        with teacher_services(cfg, run_dir) as services:  # one limiter, cache and meter for every teacher call
+            generate(cfg, run_dir, tracker, services)
+            methods = list(dict.fromkeys(p.split("_")[0] for p in cfg.eval.policies if "_student" in p))
+            if methods:
+                train_students(cfg, run_dir, methods)
+            results = evaluate(cfg, run_dir, tracker, services)
         tracker.log({"wall_time_s": time.perf_counter() - started})
     finally:
         tracker.finish()

@@ -23,8 +23,9 @@ def split_evenly(seeds: list[int], parts: int) -> list[list[int]]:
 
 
 def run_chunks(Worker, workers: list, cfg: Any, base_path: str, name: str, spec: dict[str, Any],
-                chunks: list[list[int]]) -> list[list[dict[str, Any]]]:
-    """Every chunk's episodes; a chunk whose worker died is rerun on a fresh worker."""
+               chunks: list[list[int]], *worker_args: Any) -> list[list[dict[str, Any]]]:
+    """Every chunk's episodes; a chunk whose worker died is rerun on a fresh worker (made with the same
+    `worker_args` as the others, e.g. the teacher services' hooks)."""
     import ray
     from ray.exceptions import RayActorError
 
@@ -43,25 +44,26 @@ def run_chunks(Worker, workers: list, cfg: Any, base_path: str, name: str, spec:
                 raise EvaluationFailed(f"evaluation of {name} on seeds {chunks[i][:5]}...: worker {i} died "
                                        f"{failures[i]} times (eval.task_retries={retries}); last: {exc}") from None
             ray.kill(workers[i])
-            workers[i] = Worker.remote(cfg, base_path, i)
+            workers[i] = Worker.remote(cfg, base_path, i, *worker_args)
             pending[workers[i].run.remote(name, spec, chunks[i])] = i
     return parts  # type: ignore[return-value]
 
 
-def evaluate_policies(cfg: Any, base_path: str, specs: dict[str, dict[str, Any]], seeds: list[int]
-                      ) -> dict[str, dict[str, Any]]:
-    """For each policy: overall metrics, metrics per instruction kind, and its episodes."""
+def evaluate_policies(cfg: Any, base_path: str, specs: dict[str, dict[str, Any]], seeds: list[int],
+                      hooks: Any = None) -> dict[str, dict[str, Any]]:
+    """For each policy: overall metrics, metrics per instruction kind, and its episodes. `hooks` reach the
+    run's teacher services (limiter, cache, stats) for the teacher under evaluation and emergency writers."""
     import ray
 
     ensure_ray(cfg.ray)
     Worker = ray.remote(num_cpus=1, max_restarts=0)(EvalWorker)
     chunks = split_evenly(seeds, cfg.eval.num_workers)
-    workers = [Worker.remote(cfg, base_path, i) for i in range(len(chunks))]
+    workers = [Worker.remote(cfg, base_path, i, hooks) for i in range(len(chunks))]
     out: dict[str, dict[str, Any]] = {}
     try:
         with progress_bar("evaluation (policies)", len(specs)) as advance:
             for name, spec in specs.items():
-                parts = run_chunks(Worker, workers, cfg, base_path, name, spec, chunks)
+                parts = run_chunks(Worker, workers, cfg, base_path, name, spec, chunks, hooks)
                 episodes = sorted((ep for part in parts for ep in part), key=lambda e: e["seed"])
                 out[name] = {"metrics": aggregate(episodes), "by_kind": aggregate_by(episodes), "episodes": episodes}
                 advance(1, f"{name}: success {out[name]['metrics']['success_rate']:.2f}")

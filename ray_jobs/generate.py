@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from generation.storage.shards import Manifest, commit_task
+from generation.teachers.accounting import usage_delta
 from generation.ld.workers import TeacherDemoWorker
 from ray_jobs.cluster import ensure_ray
 from ray_jobs.generation_progress import GenerationProgress, summary_table
-from ray_jobs.generation_services import GenerationServices
+from ray_jobs.teacher_services import TeacherServices
 
 # runtime_functions: every function the teacher wrote for an emergency, accepted or rejected (with reasons)
 SHARD_KINDS = {"ld": "stage_records", "kd": "action_records", "rejections": "rejections",
                "runtime_functions": "runtime_functions"}
 POLL_S = 0.5
+# the function-base request's usage, written beside the shards: the run's cost table counts it with the tasks'
+FUNCTION_BASE_USAGE = "function_base_usage.json"
 
 
 def plan_tasks(seeds: list[int], size: int) -> list[tuple[int, list[int]]]:
@@ -114,8 +117,14 @@ class _Dispatcher:
             ray.kill(actor)
 
 
-def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], tracker: Any = None) -> dict[str, Any]:
-    """Play every task the manifest does not yet vouch for; returns the job's summary."""
+def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], tracker: Any = None,
+                   services: TeacherServices | None = None, usage_since: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """Play every task the manifest does not yet vouch for; returns the job's summary.
+
+    `services` are the run's teacher services when the caller already started them (the function base was
+    asked through the same limiter and cache); otherwise this job starts its own. The run's live figures
+    count from `usage_since` (a totals snapshot taken before the function base was asked), else from now."""
     ensure_ray(cfg.ray)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +135,9 @@ def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], t
     live: dict[str, Any] = {}
     billing: dict[str, Any] = {}
     if todo:
-        services = GenerationServices(cfg, out_dir)
+        own_services = services is None
+        services = services or TeacherServices(cfg.teacher, out_dir)
+        before = usage_since or services.totals()
         dispatcher = None
         try:
             dispatcher = _Dispatcher(cfg, base_path, services.hooks, todo)
@@ -137,14 +148,15 @@ def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], t
                     for index, task_seeds, result in dispatcher.next_results(POLL_S):
                         commit_result(out_dir, manifest, index, task_seeds, result)
                         done += 1
-                    progress.update(services.totals(), done)
-                live = {**services.totals(), **services.limiter_stats(),
+                    progress.update(usage_delta(services.totals(), before), done)
+                live = {**usage_delta(services.totals(), before), **services.limiter_stats(),
                         "tasks_retried": sum(dispatcher.failures.values())}
             billing = services.billing()
         finally:
             if dispatcher is not None:
                 dispatcher.stop()
-            services.stop()
+            if own_services:
+                services.stop()
     summary = summarize_generation(out_dir)
     summary.update(_run_figures(live, billing, time.monotonic() - started))
     _report(summary, tracker, cfg.generation.progress)
@@ -174,16 +186,22 @@ def _report(summary: dict[str, Any], tracker: Any, show: bool) -> None:
 
 
 def summarize_generation(out_dir: Path) -> dict[str, Any]:
-    """The whole output directory's figures, from its manifest (committed tasks only)."""
+    """The whole output directory's figures, from its manifest (committed tasks only) and the function base."""
+    import json
+
     manifest = Manifest(out_dir)
     entries = [manifest.entries[i] for i in sorted(manifest.entries)]
+    usages = [entry["usage"] for entry in entries]
+    base_usage = Path(out_dir) / FUNCTION_BASE_USAGE
+    if base_usage.is_file():
+        usages.append(json.loads(base_usage.read_text()))
     usage: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
-    for entry in entries:
+    for one in usages:
         for key in ("requests", "input_tokens", "output_tokens", "errors", "cache_hits", "api_calls", "reasks",
                     "cost_usd", "rejections"):
-            usage[key] += entry["usage"].get(key, 0)
-        rejected.update(entry["usage"].get("rejected", {}))
+            usage[key] += one.get(key, 0)
+        rejected.update(one.get("rejected", {}))
     rows = Counter()
     for entry in entries:
         rows.update(entry.get("rows", {}))

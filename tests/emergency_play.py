@@ -13,6 +13,7 @@ from generation.ld.envs.pursuit.resources import function_base_reply
 from generation.ld.envs.registry import expert_for
 from generation.ld.functions.function_base import FunctionBase, build_function_base
 from generation.ld.policies.teacher_policy import TeacherSelectionPolicy
+from generation.teachers.service import TeacherService
 from generation.ld.rollout import play_by_functions, start_episodes
 from generation.sandbox.runner import Sandbox
 from launch.pipeline import sample_states
@@ -31,8 +32,8 @@ def config_and_base(tmp_path: Path, emergencies: EmergencyConfig) -> tuple[RunCo
 def play(cfg: RunConfig, base_path: Path, teacher_cls, seeds: list[int]):
     """(episodes, the base as it ended, the responder, the names loaded in the sandbox)."""
     base = FunctionBase.load(base_path)
-    policy = TeacherSelectionPolicy(teacher_cls(cfg.teacher, PursuitEnv(cfg.task.pursuit), expert_for("pursuit")),
-                                    0.0, 512, 4)
+    teacher = teacher_cls(cfg.teacher, PursuitEnv(cfg.task.pursuit), expert_for("pursuit"))
+    policy = TeacherSelectionPolicy(TeacherService(cfg.teacher, backend=teacher))
     responder = EmergencyResponder(lambda: policy, cfg.sandbox, close_teacher=False)
     episodes = start_episodes(lambda: PursuitEnv(cfg.task.pursuit), seeds, "t")
     with Sandbox(cfg.sandbox) as box:

@@ -13,6 +13,7 @@ from generation.ld.policies.teacher_policy import TeacherSelectionPolicy
 from generation.ld.prompts import Candidate
 from generation.teachers.accounting import UsageMeter, add_snapshots, usage_delta
 from generation.teachers.base import TeacherBackend, TeacherError, TeacherReply, TeacherRequest, cost_usd, prompt_hash
+from generation.teachers.service import TeacherService
 from generation.teachers.stack import CachedTeacher
 
 GOOD = 'Reason: closest.\nCall: chase(target="e1")'
@@ -43,7 +44,8 @@ def selection(stage: str) -> SelectionRequest:
 def policy_for(script: dict[str, list], max_reasks: int = 2) -> tuple[TeacherSelectionPolicy, ScriptedTeacher]:
     inner = ScriptedTeacher(script)
     backend = CachedTeacher(inner, TeacherConfig(), UsageMeter())
-    policy = TeacherSelectionPolicy(backend, 0.0, 64, 4, tag="train3", max_reasks=max_reasks, meter=backend.meter)
+    service = TeacherService(TeacherConfig(max_tokens=64, concurrency=4), backend=backend, max_reasks=max_reasks)
+    policy = TeacherSelectionPolicy(service, tag="train3")
     return policy, inner
 
 
@@ -91,10 +93,10 @@ def test_begin_resets_ids_and_rejections_per_task():
 
 def test_random_sampling_numbers_repeated_prompts_so_each_is_its_own_sample():
     teacher = ScriptedTeacher({"a": [GOOD] * 3})
-    policy = TeacherSelectionPolicy(teacher, 0.7, 64, 4, tag="t")
+    policy = TeacherSelectionPolicy(TeacherService(TeacherConfig(temperature=0.7), backend=teacher), tag="t")
     samples = [policy._request(selection("a")).metadata.get("sample") for _ in range(3)]
     assert samples == [0, 1, 2]
-    greedy = TeacherSelectionPolicy(teacher, 0.0, 64, 4, tag="t")
+    greedy = TeacherSelectionPolicy(TeacherService(TeacherConfig(), backend=teacher), tag="t")
     assert "sample" not in greedy._request(selection("a")).metadata
 
 

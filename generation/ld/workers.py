@@ -17,18 +17,23 @@ from generation.ld.rollout import Episode, play_by_actions, play_by_functions, s
 
 
 def build_teacher_policy(cfg: Any, tag: str, hooks: Any = None, max_reasks: int = 0):
-    """The teacher as a policy: backend + meter, plus the run's rate limiter and response cache when
-    `hooks` (a `generation.teachers.stack.TeacherHooks`, made by the Ray job) says how to reach them."""
+    """The teacher as a policy, asked through the teacher service: the run's rate limiter, response cache and
+    stats hub when `hooks` (a `generation.teachers.stack.TeacherHooks`, made by the Ray job) says how to
+    reach them."""
     from generation.ld.policies.teacher_policy import TeacherSelectionPolicy
-    from generation.teachers.stack import build_teacher_stack, connect_hooks
+
+    return TeacherSelectionPolicy(teacher_service(cfg, hooks, max_reasks), tag=tag)
+
+
+def teacher_service(cfg: Any, hooks: Any = None, max_reasks: int = 0):
+    """The teacher service for an LD run; the built-in expert teacher needs the task's env and its expert."""
+    from generation.teachers.service import TeacherService
 
     context = {}
     if cfg.teacher.backend == "expert":
         env = make_env(cfg.task)
         context = {"env": env, "expert": expert_for(env.name)}
-    backend = build_teacher_stack(cfg.teacher, **connect_hooks(hooks), **context)
-    return TeacherSelectionPolicy(backend, cfg.teacher.temperature, cfg.teacher.max_tokens,
-                                  cfg.teacher.concurrency, tag=tag, max_reasks=max_reasks, meter=backend.meter)
+    return TeacherService(cfg.teacher, hooks, max_reasks=max_reasks, **context)
 
 
 def _sandbox(cfg: Any, base: FunctionBase):
@@ -90,9 +95,10 @@ class EvalWorker:
     `runtime_functions`, default True for function-selecting policies) never leak into the next run.
     """
 
-    def __init__(self, cfg: Any, base_path: str | Path, worker_id: int = 0):
+    def __init__(self, cfg: Any, base_path: str | Path, worker_id: int = 0, hooks: Any = None):
         self.cfg = cfg
         self.worker_id = worker_id
+        self.hooks = hooks
         self.base_path = base_path
         self.base = FunctionBase.load(base_path)
         self.sandbox = _sandbox(cfg, self.base)
@@ -102,13 +108,13 @@ class EvalWorker:
             return None
         if spec["kind"] == "teacher":  # the teacher under evaluation writes its own emergency functions
             return EmergencyResponder(lambda: policy, self.cfg.sandbox, close_teacher=False)
-        return EmergencyResponder(lambda: build_teacher_policy(self.cfg, tag=f"emergency{self.worker_id}"),
-                                  self.cfg.sandbox)
+        return EmergencyResponder(lambda: build_teacher_policy(self.cfg, tag=f"emergency{self.worker_id}",
+                                                               hooks=self.hooks), self.cfg.sandbox)
 
     def _policy(self, spec: dict[str, Any]):
         kind = spec["kind"]
         if kind == "teacher":
-            return build_teacher_policy(self.cfg, tag=f"eval{self.worker_id}")
+            return build_teacher_policy(self.cfg, tag=f"eval{self.worker_id}", hooks=self.hooks)
         if kind == "majority":
             from generation.ld.policies.majority import MajorityPolicy
 

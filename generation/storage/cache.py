@@ -6,7 +6,7 @@ at the same file re-bills nothing already answered. The first answer stored for 
 
 Concurrency: WAL mode (readers never block the writer) with a busy timeout, one connection per
 process. WAL needs every process on the same host (shared memory); across nodes, put the file behind
-one Ray actor (`ray_jobs/generation_services.CacheServer`) instead of on a network file system.
+one Ray actor (`ray_jobs/teacher_services.CacheServer`) instead of on a network file system.
 
     python -m generation.storage.cache export runs/x/data/teacher_cache.sqlite replies.jsonl  # for backend=replay
     python -m generation.storage.cache stats runs/x/data/teacher_cache.sqlite

@@ -1,13 +1,9 @@
-"""A teacher backend used as a selection policy: one chat request per stage decision, validated.
+"""The teacher as a selection policy: one chat request per stage decision, asked through the teacher service.
 
-The backend is async (many requests in flight); the rollout loop is synchronous and batched,
-so each batch is one `complete_many` on a private event loop that lives as long as the policy
-(the openai client's connection pool is bound to the loop it first ran on).
-
-Every reply is checked before the rollout sees it: it must parse as one call to a candidate, and must
-not have stopped at the token limit. A failing reply is re-asked (a follow-up turn saying what was
-wrong; a garbled HTTP body is simply asked again) up to `max_reasks` times, all failing requests of a
-batch together; then it becomes a RejectionRecord with its reason. Nothing is dropped silently.
+The service (`generation/teachers/service.py`) owns how a request is asked: limiter, cache, retries,
+re-asks and rejections, accounting. This policy says what is asked (the selection prompt) and what a
+usable reply is (one call to a candidate, `generation/prompts/calls.py`), and words the re-ask turn with
+the call format.
 
 Request ids are `<task tag>-<n>` in the order the task asks, and a re-ask keeps its request's id, so
 replaying a task (after a crash) produces the same records. Requests carry the prompt-template and
@@ -16,23 +12,18 @@ parser versions, which the response cache puts in its key.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
+import functools
 import itertools
 from collections import Counter
 
-from generation.ld.policies.base import PolicyReply, SelectionRequest
 from generation.ld import prompts as ld
-from generation.prompts.calls import ParseError, parse_call
-from generation.storage.records import RejectionRecord
-from generation.teachers.accounting import UsageMeter, usage_delta
-from generation.teachers.base import TeacherRequest, complete_many, prompt_hash
+from generation.ld.policies.base import PolicyReply, SelectionRequest
+from generation.prompts.calls import parse_call
+from generation.teachers.base import TeacherRequest, prompt_hash
+from generation.teachers.service import Ask, TeacherService
 
 # Bump when generation/prompts/calls.py changes what it accepts: cached verdicts depend on it.
 PARSER_VERSION = "calls-v1"
-REASK_VERSION = "reask-v1"
-LAST_REPLY_CHARS = 400
-REASK_ERROR_KINDS = frozenset({"bad_response"})  # 2xx bodies that were not a chat completion
 
 
 def reask_message(reason_kind: str, reason: str, max_tokens: int) -> str:
@@ -47,15 +38,11 @@ def reask_message(reason_kind: str, reason: str, max_tokens: int) -> str:
 class TeacherSelectionPolicy:
     kind = "select"
 
-    def __init__(self, backend, temperature: float, max_tokens: int, concurrency: int, tag: str = "t",
-                 max_reasks: int = 0, meter: UsageMeter | None = None):
-        self.backend = backend
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.concurrency = concurrency
-        self.max_reasks = max_reasks
-        self.meter = meter or getattr(backend, "meter", None) or UsageMeter()
-        self._loop = asyncio.new_event_loop()
+    def __init__(self, service: TeacherService, tag: str = "t"):
+        self.service = service
+        self.meter = service.meter
+        self.temperature = service.cfg.temperature
+        self.max_tokens = service.cfg.max_tokens
         self.begin(tag)
 
     def begin(self, tag: str) -> None:
@@ -63,17 +50,15 @@ class TeacherSelectionPolicy:
         self._tag = tag
         self._ids = itertools.count()
         self._occurrences: Counter[str] = Counter()
-        self.rejections: list = []
-        self._start = self.meter.snapshot()
+        self.service.begin()
+
+    @property
+    def rejections(self) -> list:
+        return self.service.rejections
 
     @property
     def usage(self) -> dict:
-        """Usage since `begin`: `requests` = billed replies (not cache hits), `errors` = failed requests,
-        `asked` = all requests, `attempt_errors` = failed HTTP attempts by kind (retried or not)."""
-        delta = usage_delta(self.meter.snapshot(), self._start)
-        billed = delta["requests"] - delta["cache_hits"] - delta["failures"]
-        return {**delta, "requests": billed, "asked": delta["requests"], "errors": delta["failures"],
-                "attempt_errors": delta["errors"]}
+        return self.service.usage
 
     def _request(self, req: SelectionRequest) -> TeacherRequest:
         messages = ld.selection_messages(req.rules, req.instruction, req.state_text, req.stage,
@@ -88,62 +73,24 @@ class TeacherSelectionPolicy:
 
     def complete(self, requests: list) -> list:
         """Raw replies (TeacherReply or TeacherError, in order) for prepared TeacherRequests."""
-        return self._loop.run_until_complete(complete_many(self.backend, requests, self.concurrency))
-
-    def _verdict(self, reply, signatures: dict[str, list[str]]) -> tuple[str, str] | None:
-        """None for a usable reply, else (reason kind, reason)."""
-        if not hasattr(reply, "text"):
-            kind = reply.kind if reply.kind in REASK_ERROR_KINDS else f"teacher_error:{reply.kind}"
-            return kind, reply.message
-        if reply.truncated:
-            return "truncated", f"stopped at max_tokens ({reply.output_tokens} tokens)"
-        try:
-            parse_call(reply.text, signatures)
-        except ParseError as exc:
-            return "parse", str(exc)
-        return None
-
-    def _reask(self, request, reply, reason_kind: str, reason: str):
-        if not hasattr(reply, "text"):  # nothing came back to show: ask the same again
-            return request
-        turn = [{"role": "assistant", "content": reply.text},
-                {"role": "user", "content": reask_message(reason_kind, reason, request.max_tokens or self.max_tokens)}]
-        meta = {**request.metadata, "template": f"{request.metadata.get('template')}+{REASK_VERSION}"}
-        return dataclasses.replace(request, messages=request.messages + turn, metadata=meta)
-
-    def _reject(self, request, reply, reason_kind: str, reason: str, asks: int) -> PolicyReply:
-        self.meter.rejection(reason_kind)
-        first_ask = request.messages[:2]  # system + the selection prompt, without re-ask turns
-        self.rejections.append(RejectionRecord(
-            request_id=request.request_id, prompt_hash=prompt_hash(first_ask), stage=request.metadata.get("stage", ""),
-            reason_kind=reason_kind, reason=reason[:LAST_REPLY_CHARS], asks=asks,
-            last_reply=getattr(reply, "text", "")[:LAST_REPLY_CHARS], model=getattr(reply, "model", "")))
-        return PolicyReply("", request.request_id, {"error": f"{reason_kind}: {reason}", "rejected": True})
+        return self.service.complete(requests)
 
     def select(self, requests: list[SelectionRequest]) -> list[PolicyReply]:
-        asks = [self._request(r) for r in requests]
-        signatures = [{c.name: list(c.params) for c in r.candidates} for r in requests]
-        out: list[PolicyReply | None] = [None] * len(requests)
-        pending = list(range(len(requests)))
-        for round_no in range(self.max_reasks + 1):
-            replies = self.complete([asks[i] for i in pending])
-            still = []
-            for i, reply in zip(pending, replies):
-                verdict = self._verdict(reply, signatures[i])
-                if verdict is None:
-                    out[i] = PolicyReply(reply.text, asks[i].request_id,
-                                         {"finish_reason": reply.finish_reason, "asks": round_no + 1})
-                elif verdict[0].startswith("teacher_error") or round_no == self.max_reasks:
-                    out[i] = self._reject(asks[i], reply, *verdict, asks=round_no + 1)
-                else:
-                    self.meter.reask()
-                    asks[i] = self._reask(asks[i], reply, *verdict)
-                    still.append(i)
-            pending = still
-            if not pending:
-                break
+        asks = []
+        for req in requests:
+            signatures = {c.name: list(c.params) for c in req.candidates}
+            asks.append(Ask(self._request(req), parse=functools.partial(parse_call, signatures=signatures),
+                            stage=req.stage, followup=reask_message))
+        out = []
+        for answer in self.service.ask(asks):
+            request_id = answer.ask.request.request_id
+            if answer.ok:
+                out.append(PolicyReply(answer.reply.text, request_id,
+                                       {"finish_reason": answer.reply.finish_reason, "asks": answer.asks}))
+            else:
+                r = answer.rejection
+                out.append(PolicyReply("", request_id, {"error": f"{r.reason_kind}: {r.reason}", "rejected": True}))
         return out
 
     def close(self) -> None:
-        self._loop.run_until_complete(self.backend.aclose())
-        self._loop.close()
+        self.service.close()

@@ -1,4 +1,10 @@
-"""The shared services of one generation job on Ray: rate limiter, stats hub, response cache.
+"""The teacher service's shared parts on Ray, started once per job and used by every caller of the
+teacher in it (LD function base, demonstrations, emergencies, teacher evaluation; DoC sampling and
+solving; LtR feedback): the cluster-wide rate limiter, the stats hub behind the live display, the
+response cache.
+
+    with TeacherServices(cfg.teacher, data_dir) as services:
+        service = TeacherService(cfg.teacher, services.hooks, ...)   # in any process of the job
 
 All of them run on the driver's node (they hold the job's state; worker nodes may come and go). The
 workers reach them through `TeacherHooks`, picklable factories called inside each worker process.
@@ -17,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from configs.teacher_schema import TeacherConfig
 from generation.storage.cache import ResponseCache
 from generation.teachers.accounting import add_snapshots
 from generation.teachers.stack import TeacherHooks
@@ -100,10 +107,10 @@ def job_key(out_dir: Path) -> str:
     return hashlib.sha256(str(Path(out_dir).resolve()).encode()).hexdigest()[:12]
 
 
-class GenerationServices:
-    """Starts the job's service actors on the driver's node; `hooks` is what workers get."""
+class TeacherServices:
+    """Starts the job's service actors on the driver's node; `hooks` is what every teacher caller gets."""
 
-    def __init__(self, cfg: Any, out_dir: Path):
+    def __init__(self, teacher_cfg: TeacherConfig, out_dir: Path):
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -112,14 +119,14 @@ class GenerationServices:
         self.actors: list[Any] = []
         gate = None
         self.limiter = None
-        if cfg.teacher.backend == "openai" and cfg.teacher.limits.active:
-            self.limiter = start_limiter(cfg.teacher.limits, f"ld-limiter-{key}", here)
+        if teacher_cfg.backend == "openai" and teacher_cfg.limits.active:
+            self.limiter = start_limiter(teacher_cfg.limits, f"teacher-limiter-{key}", here)
             self.actors.append(self.limiter)
             gate = ClusterGate(self.limiter)
         self.hub = ray.remote(num_cpus=0)(StatsHub).options(scheduling_strategy=here).remote()
         self.actors.append(self.hub)
-        self.cache_mode = self._cache_mode(cfg)
-        self.cache_path = Path(cfg.generation.cache.path or out_dir / "teacher_cache.sqlite")
+        self.cache_mode = self._cache_mode(teacher_cfg.cache.mode)
+        self.cache_path = Path(teacher_cfg.cache.path or Path(out_dir) / "teacher_cache.sqlite")
         self.cache_server = None
         cache = None
         if self.cache_mode == "file":
@@ -132,17 +139,17 @@ class GenerationServices:
         self.hooks = TeacherHooks(gate=gate, cache=cache, stats=StatsHook(self.hub))
 
     @staticmethod
-    def _cache_mode(cfg: Any) -> str:
-        mode, nodes = cfg.generation.cache.mode, len(alive_nodes())
+    def _cache_mode(mode: str) -> str:
+        nodes = len(alive_nodes())
         if mode == "auto":
             return "actor" if nodes > 1 else "file"
         if mode == "file" and nodes > 1:
             from rich.console import Console
 
             Console(stderr=True).print(
-                f"[yellow]generation.cache.mode=file on {nodes} nodes: actors on other nodes open their own copy "
+                f"[yellow]teacher.cache.mode=file on {nodes} nodes: actors on other nodes open their own copy "
                 "of the path unless it is on a shared file system, where SQLite's WAL is unsafe; "
-                "generation.cache.mode=actor keeps one cache for the whole cluster")
+                "teacher.cache.mode=actor keeps one cache for the whole cluster")
         return mode
 
     def totals(self) -> dict[str, Any]:
@@ -174,3 +181,9 @@ class GenerationServices:
 
         for actor in self.actors:
             ray.kill(actor)
+
+    def __enter__(self) -> TeacherServices:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
