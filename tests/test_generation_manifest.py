@@ -61,7 +61,7 @@ def test_a_torn_last_line_is_ignored_then_cut_off(tmp_path):
 
 def test_a_changed_plan_is_refused_with_a_reason(tmp_path):
     commit(tmp_path, 0, 1)
-    with pytest.raises(ValueError, match="episodes_per_task changed"):
+    with pytest.raises(ValueError, match=r"way work is cut \(e.g. generation.episodes_per_task\) changed"):
         Manifest(tmp_path).done(0, [0, 1, 2])
 
 

@@ -151,15 +151,17 @@ class Manifest:
                 out.append(f"{name} does not match its checksum")
         return out
 
-    def done(self, task: int, seeds: list[int]) -> bool:
+    def done(self, task: int, seeds: list[int] | list[str]) -> bool:
+        """Whether work unit `task` is committed and intact. `seeds` are its inputs: episode seeds for LD,
+        question or request ids for DoC and LtR (the field keeps its first name so old manifests still load)."""
         entry = self.entries.get(task)
         if entry is None:
             return False
         if list(entry["seeds"]) != list(seeds):
             raise ValueError(
-                f"{self.path}: task {task} was generated for seeds {entry['seeds'][:5]}..., the plan now gives "
-                f"{list(seeds)[:5]}...: the training seeds or generation.episodes_per_task changed since; "
-                f"use a new run directory (or the old settings) to resume")
+                f"{self.path}: unit {task} was generated for {entry['seeds'][:5]}..., the plan now gives "
+                f"{list(seeds)[:5]}...: the inputs or the way work is cut (e.g. generation.episodes_per_task) "
+                f"changed since; use a new run directory (or the old settings) to resume")
         return not self.problems(entry)
 
     def commit(self, task: int, seeds: list[int], files: list[Path], info: dict[str, Any] | None = None) -> dict:
