@@ -89,18 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"logic-distill: error: {redact(exc)}", file=sys.stderr)
         return 2
-    from launch import pipeline
     from launch.train_launcher import TrainingFailed
+    from ray_jobs.stages import StageError
 
     try:
-        _dispatch(args, cfg, pipeline)
-    except (pipeline.StageError, TrainingFailed) as exc:
+        _dispatch(args, cfg)
+    except (StageError, TrainingFailed) as exc:
         print(f"logic-distill {args.command}: error: {redact(exc, secret_values(cfg))}", file=sys.stderr)
         return 1
     return 0
 
 
-def _dispatch(args: argparse.Namespace, cfg, pipeline) -> None:
+def _dispatch(args: argparse.Namespace, cfg) -> None:
     if args.command == "ltr":
         from launch.ltr_pipeline import run_ltr
 
@@ -111,22 +111,25 @@ def _dispatch(args: argparse.Namespace, cfg, pipeline) -> None:
 
         run_doc(cfg, args.run_dir)
         return
-    run_dir = args.run_dir or pipeline.new_run_dir(cfg)
+    from generation.storage.tracking import Tracker
+    from launch import ld
+
+    run_dir = args.run_dir or ld.new_run_dir(cfg)
     if args.command == "run":
-        pipeline.run_all(cfg, run_dir)
+        ld.run_all(cfg, run_dir)
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run_dir)
     print(f"run directory: {run_dir}")
-    tracker = pipeline.Tracker(run_dir, cfg.wandb, args.command, config=cfg.model_dump(mode="json"))
+    tracker = Tracker(run_dir, cfg.wandb, args.command, config=cfg.model_dump(mode="json"))
     try:
         if args.command == "generate":
-            pipeline.generate(cfg, run_dir, tracker)
+            ld.generate(cfg, run_dir, tracker)
         elif args.command == "train":
-            pipeline.train_students(cfg, run_dir, args.method or ["ld", "kd"])
+            ld.train_students(cfg, run_dir, args.method or ["ld", "kd"])
         else:
-            results = pipeline.evaluate(cfg, run_dir, tracker)
-            from launch.report import markdown_table
+            results = ld.evaluate(cfg, run_dir, tracker)
+            from ray_jobs.report import markdown_table
 
             print(markdown_table(results))
     finally:

@@ -26,7 +26,7 @@ from configs.doc_schema import DocRunConfig
 from configs.loader import save_resolved
 from generation.doc.domains import DocItem, get_domain
 from generation.storage.tracking import Tracker
-from launch.pipeline import StageError
+from ray_jobs.stages import StageError
 
 console = Console(soft_wrap=True)
 EVAL_SEED_OFFSET = 1_000_000  # held-out questions come from a seed range training never touches
@@ -144,7 +144,7 @@ def evaluate_pipelines(cfg: DocRunConfig, run_dir: Path, students: dict[str, Pat
                        tracker: Tracker) -> dict[str, dict[str, dict[str, Any]]]:
     """Every pipeline on held-out questions; the decomposers also on the other domain."""
     from generation.doc.pipelines import summarise
-    from launch.doc_report import table_row
+    from ray_jobs.doc_report import table_row
     from ray_jobs.doc import run_doc_jobs
 
     domains = {f"{cfg.task.train_domain} (in-domain)": (cfg.task.train_domain, cfg.eval.pipelines)}
@@ -196,8 +196,8 @@ def _notes(cfg: DocRunConfig) -> list[str]:
 
 def run_doc(cfg: DocRunConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """The whole Divide-or-Conquer experiment; prints the tables and the run directory."""
-    from launch.doc_report import plot_accuracy_vs_cost, results_markdown
-    from launch.report import write_results
+    from ray_jobs.doc_report import plot_accuracy_vs_cost, results_markdown
+    from ray_jobs.report import write_results
 
     run_dir = run_dir or new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.ltr.prompts import student_prompt
 from generation.storage.shards import read_records, write_shard
 from generation.storage.tracking import Tracker
-from launch.pipeline import StageError
+from ray_jobs.stages import StageError
 from ray_jobs.ltr_rounds import StageLog, accuracy, run_exam, solved_share
 
 console = Console(soft_wrap=True)
@@ -222,7 +222,7 @@ def check_same_config(cfg: LtrRunConfig, run_dir: Path) -> None:
 
 def run_ltr(cfg: LtrRunConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """The whole Learn-to-Reason run; prints the per-round table and writes results.{json,md,png}."""
-    from launch.ltr_report import write_report
+    from ray_jobs.ltr_report import write_report
 
     run_dir = Path(run_dir or new_run_dir(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def sizes_table(vocab_size: int, seq_len: int) -> str:
     from configs.training_schema import available_presets, load_preset
-    from launch.study_report import markdown
+    from ray_jobs.study_report import markdown
     from training.model_size import count_parameters, training_flops_per_token
 
     rows = []
@@ -56,7 +56,7 @@ def sizes_table(vocab_size: int, seq_len: int) -> str:
 def run_study(plan) -> dict:
     """Data once per group, every unfinished trial on Ray, then the report."""
     from launch import study as st
-    from launch.pipeline import console
+    from ray_jobs.stages import console
     from launch.study_trial import run_trial
     from ray_jobs.cluster import ensure_ray
     from ray_jobs.sweep import run_sweep

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from launch.study import StudyPlan
+from ray_jobs.study import StudyPlan
 from ray_jobs.sweep import finished_result
 
 

@@ -83,7 +83,8 @@ def evaluate_in_process(cfg: RunConfig, trial_dir: Path, base_path: Path, method
     from generation.ld.envs.base import aggregate
     from generation.ld.envs.registry import make_env
     from generation.ld.workers import EvalWorker
-    from launch.pipeline import check_function_base, policy_specs
+    from ray_jobs.ld_data import check_function_base
+    from ray_jobs.ld_evaluation import policy_specs
 
     check_function_base(base_path)
     name = METHOD_POLICY[method]
@@ -104,7 +105,7 @@ def evaluate_in_process(cfg: RunConfig, trial_dir: Path, base_path: Path, method
 def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     """payload: {trial: {...}, config: resolved run config (JSON), data_dir, trial_dir} -> the trial's row."""
     from generation.ld.envs.registry import make_env
-    from launch.pipeline import train_students
+    from launch.ld import train_students
 
     started = time.perf_counter()
     trial, cfg = payload["trial"], RunConfig.model_validate(payload["config"])

@@ -16,7 +16,7 @@ from generation.ld.policies.teacher_policy import TeacherSelectionPolicy
 from generation.teachers.service import TeacherService
 from generation.ld.rollout import play_by_functions, start_episodes
 from generation.sandbox.runner import Sandbox
-from launch.pipeline import sample_states
+from generation.ld.functions.function_base import sample_states
 
 
 def config_and_base(tmp_path: Path, emergencies: EmergencyConfig) -> tuple[RunConfig, PursuitEnv, Path]:

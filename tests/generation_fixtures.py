@@ -28,7 +28,7 @@ def http_config(server_url: str, *overrides: str) -> RunConfig:
 
 
 def function_base(cfg: RunConfig, directory: Path) -> Path:
-    from launch.pipeline import sample_states
+    from generation.ld.functions.function_base import sample_states
 
     env = make_env(cfg.task)
     base, _ = build_function_base(resources.function_base_reply(), env.stages, sample_states(env, [0]),

@@ -181,7 +181,7 @@ def test_expert_teacher_plays_it_in_an_eval_worker(tmp_path):
     """The generic machinery, in-process: function base validation, retrieval, sandbox, expert teacher."""
     from generation.ld.functions.function_base import build_function_base
     from generation.ld.workers import EvalWorker
-    from launch.pipeline import sample_states
+    from generation.ld.functions.function_base import sample_states
 
     cfg = RunConfig.model_validate({"task": {"env": "line_walk", "env_modules": ["test_custom_env"]}})
     env = make_env(cfg.task)

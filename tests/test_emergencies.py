@@ -20,7 +20,7 @@ from generation.ld.emergency_prompts import EMERGENCY_TASK, emergency_messages, 
 from generation.sandbox.runner import Sandbox
 from generation.teachers.expert import ExpertTeacher
 from generation.ld.workers import EvalWorker
-from launch.pipeline import sample_states
+from generation.ld.functions.function_base import sample_states
 from tests.emergency_play import config_and_base, play
 
 OPEN = [".......", ".......", ".......", ".......", "......."]

@@ -117,7 +117,9 @@ def test_checkpoint_directory_checksums_name_each_damaged_file(tmp_path):
 
 def test_pipeline_refuses_a_corrupt_checkpoint_and_function_base_before_loading(tmp_path):
     from configs.schema import RunConfig
-    from launch.pipeline import StageError, check_function_base, policy_specs
+    from ray_jobs.stages import StageError
+    from ray_jobs.ld_data import check_function_base
+    from ray_jobs.ld_evaluation import policy_specs
 
     cfg = RunConfig.model_validate({"eval": {"policies": ["teacher", "ld_student"]}})
     ckpt = tmp_path / "students" / "ld"

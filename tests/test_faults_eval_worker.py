@@ -50,7 +50,7 @@ import yaml
 from configs.loader import load_config
 from configs.schema import RunConfig
 from generation.storage.tracking import Tracker
-from launch.pipeline import write_function_base
+from ray_jobs.ld_data import write_function_base
 from ray_jobs.evaluate import EvaluationFailed, evaluate_policies
 
 tmp = Path(sys.argv[1])

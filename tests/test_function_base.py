@@ -7,7 +7,7 @@ from generation.ld.envs.pursuit import resources
 from generation.ld.envs.pursuit.env import PursuitEnv
 from generation.ld.functions.function_base import FunctionBase, build_function_base
 from generation.ld.functions.parse_base import FunctionBaseParseError, parse_function_base_reply
-from launch.pipeline import sample_states
+from generation.ld.functions.function_base import sample_states
 
 LIMITS = SandboxLimits(wall_seconds=2.0, cpu_seconds=1.0, memory_mb=256)
 

@@ -9,7 +9,7 @@ from generation.ld.envs.registry import make_env
 from generation.ld.functions.function_base import build_function_base
 from generation.storage.records import RawActionRecord, StageDecisionRecord
 from generation.storage.shards import read_records, shard_paths
-from launch.pipeline import sample_states
+from generation.ld.functions.function_base import sample_states
 from teacher_server import running_server
 
 pytestmark = pytest.mark.slow

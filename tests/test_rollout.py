@@ -11,7 +11,7 @@ from generation.ld.policies.majority import MajorityPolicy
 from generation.ld.rollout import play_by_actions, play_by_functions, start_episodes
 from generation.sandbox.runner import Sandbox
 from generation.ld.workers import TeacherDemoWorker
-from launch.pipeline import sample_states
+from generation.ld.functions.function_base import sample_states
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 
 from configs.training_schema import StudentConfig
-from launch.pipeline import StageError, check_student_settings, record_student_settings
+from ray_jobs.stages import StageError
+from launch.ld import check_student_settings, record_student_settings
 
 
 def test_changed_student_settings_are_refused_and_named(tmp_path):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from configs.training_schema import available_presets, load_preset
-from launch.study_fit import fit_power_law
-from launch.study_report import fit_by_method, seed_means
+from ray_jobs.study_fit import fit_power_law
+from ray_jobs.study_report import fit_by_method, seed_means
 from training.model_size import count_parameters, training_flops_per_token
 
 

@@ -5,8 +5,8 @@ import pytest
 from configs.loader import ConfigError, validate_config
 from configs.schema import RunConfig
 from configs.study_schema import StudyConfig
-from launch.study import load_study, plan_study
-from launch.study_spec import axis_points, expand_study, flatten_keys, load_base_raw, plan_data_groups
+from ray_jobs.study import load_study, plan_study
+from ray_jobs.study_spec import axis_points, expand_study, flatten_keys, load_base_raw, plan_data_groups
 
 
 def _study(**raw) -> StudyConfig:

@@ -8,7 +8,7 @@ import pytest
 from configs.loader import validate_config
 from configs.schema import RayConfig
 from configs.study_schema import StudyConfig
-from launch.study import plan_study
+from ray_jobs.study import plan_study
 from launch.study_slurm import write_slurm
 from ray_jobs.sweep import ERROR_NAME, RESULT_NAME, SweepItem, finished_result, run_local, run_sweep
 

@@ -194,7 +194,7 @@ def test_registered_and_played_through_the_expert_teacher_text():
 
 
 def test_results_table_carries_env_scores_as_columns():
-    from launch.report import markdown_table
+    from ray_jobs.report import markdown_table
 
     row = {"success_rate": 0.5, "mean_steps": 1.5, "invalid_rate": 0.0, "episodes": 4, "win_rate": 0.25,
            "by_kind": {}}

@@ -9,6 +9,8 @@ kind): they are offered only in episodes where that emergency is in force (gener
 
 from __future__ import annotations
 
+import random
+
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,3 +135,18 @@ def build_function_base(reply: str, stages: list[str], sample_states: list[dict]
 def _record(fn: DraftFunction, stage: str, ok: bool, reasons: list[str], request_id: str) -> FunctionRecord:
     return FunctionRecord(name=fn.name, stage=stage, params=fn.params, doc=fn.doc, manual=fn.manual,
                           source=fn.source, accepted=ok, reasons=reasons, teacher_request_id=request_id)
+
+
+def sample_states(env, seeds: list[int], steps: int = 3) -> list[dict]:
+    """Varied states to validate functions on: each seed's start and a few random moves later."""
+    states = []
+    for seed in seeds:
+        env.reset(seed, env.sample_instruction(seed))
+        states.append(env.state())
+        rng = random.Random(seed)
+        for _ in range(steps):
+            if env.step(env.random_legal_decision(rng)).done:
+                break
+        if not env.episode_metrics()["done"]:
+            states.append(env.state())
+    return states

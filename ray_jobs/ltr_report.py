@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from launch.report import write_results
+from ray_jobs.report import write_results
 
 ARM_LABELS = {"full": "full (tailored + reflection)", "no_reflection": "no self-reflection",
               "no_tailoring": "no tailoring", "one_round": "one round (same epochs)"}

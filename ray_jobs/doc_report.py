@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from launch.report import by_kind_table, markdown_table
+from ray_jobs.report import by_kind_table, markdown_table
 
 COLUMNS = ("pipeline", "accuracy", "exact_match", "teacher_usd_per_1k_q", "decomposition_usd_per_1k_q",
            "teacher_in_per_q", "teacher_out_per_q", "student_in_per_q", "student_out_per_q",

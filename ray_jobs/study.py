@@ -9,7 +9,7 @@ Layout of `<study.output_dir>/<study.name>/` (a rerun of the same command resume
     config.resolved.yaml        the study, resolved (what --slurm commands and reruns read)
     data/<group>/               one pipeline run directory per data group: function base + shards
     trials/<name>/              one run directory per trial; result.json / error.json are its markers
-    study.csv, study.md, *.png  the report (launch/study_report.py)
+    study.csv, study.md, *.png  the report (ray_jobs/study_report.py)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from configs.loader import ConfigError, load_config, save_resolved, validate_con
 from configs.schema import RunConfig
 from configs.study_schema import StudyConfig
 from generation.storage.tracking import Tracker
-from launch.study_spec import DataGroup, Trial, expand_study, load_base_raw, plan_data_groups, trial_config
+from ray_jobs.study_spec import DataGroup, Trial, expand_study, load_base_raw, plan_data_groups, trial_config
 from ray_jobs.sweep import SweepItem, finished_result
 
 
@@ -105,7 +105,8 @@ def _teacher_reference(cfg: RunConfig, group_dir: Path) -> dict[str, Any]:
 
 def prepare_data(plan: StudyPlan, tracker: Tracker | None = None) -> dict[str, dict[str, Any]]:
     """Generate every data group's largest size once (resumable), then the teacher reference."""
-    from launch.pipeline import console, generate
+    from ray_jobs.stages import console
+    from ray_jobs.ld_data import generate
 
     references = {}
     for group in plan.groups.values():
@@ -162,7 +163,7 @@ def cost_curves(plan: StudyPlan) -> dict[str, list[tuple[int, float, float]]]:
 
 def report(plan: StudyPlan, teacher: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The study's table, plots and fits from the markers on disk; logged to W&B as one study run."""
-    from launch.study_report import write_report
+    from ray_jobs.study_report import write_report
 
     rows, failures = collect_results(plan)
     if teacher is None:
@@ -178,7 +179,7 @@ def report(plan: StudyPlan, teacher: dict[str, dict[str, Any]] | None = None) ->
 def log_study(plan: StudyPlan, rows: list[dict[str, Any]], failures: list[dict[str, Any]],
               out: dict[str, Any]) -> None:
     """One W&B run of job `study` in the study's group: the trial table, the plots and the fits."""
-    from launch.study_fit import PowerLawFit
+    from ray_jobs.study_fit import PowerLawFit
 
     wandb_cfg = plan.study.wandb.model_copy(update={"group": plan.study.wandb.group or plan.study.study.name})
     tracker = Tracker(plan.study_dir, wandb_cfg, "study", config=plan.study.model_dump(mode="json"))

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from launch.study_fit import PowerLawFit, fit_power_law
+from ray_jobs.study_fit import PowerLawFit, fit_power_law
 
 COLUMNS = ("name", "method", "student", "data_size", "seed", "success_rate", "valid_rate", "mean_steps",
            "parameters", "non_embedding_parameters", "flops_per_token", "train_flops", "train_tokens",
@@ -111,7 +111,7 @@ def write_report(study_dir: Path, name: str, rows: list[dict[str, Any]], failure
     csv_path = write_csv(rows, columns, study_dir / "study.csv")
     md_path = study_dir / "study.md"
     md_path.write_text(study_markdown(name, rows, failures, metric, against, fits, teacher))
-    from launch.study_plots import plot_all
+    from ray_jobs.study_plots import plot_all
 
     plots = plot_all(study_dir, rows, metric, fits, against, teacher, cost_curves) if rows else {}
     return {"csv": csv_path, "markdown": md_path, "plots": plots, "fits": fits, "columns": columns}
