@@ -3,7 +3,10 @@
 `StudentConfig` says which model to fine-tune (a size preset from `configs/presets/*.yaml`, or a
 local Hugging Face checkpoint); `TrainingConfig` says how (processes, Accelerate/DeepSpeed files,
 optimiser and schedule). ZeRO stage, offload and precision live in the shipped JSON/YAML files that
-`resolve_deepspeed_config` / `resolve_accelerate_config` pick, never in code paths.
+`resolve_deepspeed_config` / `resolve_accelerate_config` pick, never in code paths. Each thing is
+said in one key: the stage in `zero_stage` (an override `deepspeed_config` must agree), the batch in
+`global_batch_size` or `gradient_accumulation_steps` (both given: they must agree). The launcher
+makes them concrete once (configs/resolved_training.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ CONFIGS_DIR = Path(__file__).resolve().parent
 PRESETS_DIR = CONFIGS_DIR / "presets"
 ACCELERATE_DIR = CONFIGS_DIR / "accelerate"
 DEEPSPEED_DIR = CONFIGS_DIR / "deepspeed"
-DEFAULT_DEEPSPEED = "zero2"
+DEFAULT_ZERO_STAGE = 2
 
 
 def available_presets() -> list[str]:
@@ -126,8 +129,11 @@ class TrainingConfig(StrictModel):
     main_process_ip: str | None = None
     main_process_port: int | None = Field(default=None, ge=1, le=65535, description="None = a free port")
     accelerate_config: str = Field(default="auto", description="auto (cpu or gpu), a shipped name, or a path")
-    deepspeed_config: str = DEFAULT_DEEPSPEED
-    zero_stage: int | None = Field(default=None, ge=0, le=3, description="picks configs/deepspeed/zero<N>.json")
+    zero_stage: int = Field(default=DEFAULT_ZERO_STAGE, ge=0, le=3, description="the ZeRO stage; picks "
+                            "configs/deepspeed/zero<N>.json unless deepspeed_config names another file")
+    deepspeed_config: str | None = Field(
+        default=None, description="optional DeepSpeed file instead of zero<N>.json (offload, own settings): a "
+        "shipped name (zero3_offload) or a path; its zero_optimization.stage must equal zero_stage")
     epochs: float = Field(default=1.0, gt=0)
     max_steps: int | None = Field(default=None, ge=1, description="optimizer steps; overrides epochs")
     learning_rate: float | None = Field(default=None, gt=0, description="None = the preset's, or 2e-5 for a path")
@@ -136,10 +142,12 @@ class TrainingConfig(StrictModel):
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="final lr as a fraction of the peak")
     per_device_batch_size: int = Field(default=16, ge=1, description="rows per micro-batch per process")
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    gradient_accumulation_steps: int | None = Field(
+        default=None, ge=1, description="micro-batches per optimizer step on each process; None = derived "
+        "from global_batch_size, or 1")
     global_batch_size: int | None = Field(
-        default=None, ge=1, description="rows per optimizer step over all processes; when set, "
-        "gradient_accumulation_steps is derived from it (it must divide exactly)")
+        default=None, ge=1, description="rows per optimizer step over all processes; derives "
+        "gradient_accumulation_steps (it must divide exactly); keeps the batch when the process count changes")
     max_grad_norm: float = Field(default=1.0, gt=0)
     gradient_checkpointing: bool = False
     packing: bool = Field(default=False, description="pack several examples per row of max_seq_len tokens "
@@ -166,12 +174,9 @@ class TrainingConfig(StrictModel):
             raise ValueError(f"training.machine_rank {self.machine_rank} must be < num_machines {self.num_machines}")
         if self.num_machines > 1 and not self.main_process_ip:
             raise ValueError("training.main_process_ip is required when num_machines > 1")
-        explicit_ds = "deepspeed_config" in self.model_fields_set and self.deepspeed_config != DEFAULT_DEEPSPEED
-        if self.zero_stage is not None and explicit_ds and self.deepspeed_config != f"zero{self.zero_stage}":
-            raise ValueError(f"training.zero_stage={self.zero_stage} conflicts with "
-                             f"training.deepspeed_config={self.deepspeed_config!r}; set only one")
-        if self.global_batch_size is not None:
-            accumulation_steps(self, self.num_processes)  # fails now, not after the launch, when it cannot divide
+        # Fails at load, not after the launch, when the batch cannot divide or is said twice differently.
+        # (The override DeepSpeed file's stage is checked where the file is read: resolve_training.)
+        accumulation_steps(self, self.num_processes)
         return self
 
 
@@ -179,26 +184,22 @@ def accumulation_steps(cfg: TrainingConfig, world_size: int) -> int:
     """Micro-batches per optimizer step on each process, for `world_size` processes.
 
     With `global_batch_size` set, it is derived (global = per_device x accumulation x processes) and
-    must divide exactly; a gradient_accumulation_steps set explicitly as well must agree.
+    must divide exactly; a gradient_accumulation_steps given as well must agree. Neither: 1.
     """
     if cfg.global_batch_size is None:
-        return cfg.gradient_accumulation_steps
+        return cfg.gradient_accumulation_steps or 1
     per_step = cfg.per_device_batch_size * world_size
     if cfg.global_batch_size % per_step:
         raise ValueError(f"training.global_batch_size={cfg.global_batch_size} is not divisible by "
                          f"per_device_batch_size ({cfg.per_device_batch_size}) x processes ({world_size}) "
                          f"= {per_step}; pick sizes whose product divides it")
     derived = cfg.global_batch_size // per_step
-    if "gradient_accumulation_steps" in cfg.model_fields_set and cfg.gradient_accumulation_steps != derived:
+    if cfg.gradient_accumulation_steps is not None and cfg.gradient_accumulation_steps != derived:
         raise ValueError(f"training.gradient_accumulation_steps={cfg.gradient_accumulation_steps} conflicts with "
-                         f"global_batch_size={cfg.global_batch_size} / ({cfg.per_device_batch_size} x {world_size}) "
-                         f"= {derived}; set only one")
+                         f"training.global_batch_size={cfg.global_batch_size}, which derives "
+                         f"{cfg.global_batch_size} / ({cfg.per_device_batch_size} x {world_size} processes) "
+                         f"= {derived}; set only one of the two")
     return derived
-
-
-def global_batch_rows(cfg: TrainingConfig, world_size: int) -> int:
-    """Rows (examples, or packed rows) consumed by one optimizer step over all processes."""
-    return cfg.per_device_batch_size * accumulation_steps(cfg, world_size) * world_size
 
 
 PRETRAINED_LEARNING_RATE = 2e-5  # fine-tuning an existing checkpoint (student.path) wants a gentle lr
@@ -226,9 +227,9 @@ def _resolve_file(value: str, folder: Path, suffix: str, what: str) -> Path:
 
 
 def resolve_deepspeed_config(cfg: TrainingConfig) -> Path:
-    """The DeepSpeed JSON this run uses; `zero_stage` picks `zero<N>.json` when set."""
-    name = f"zero{cfg.zero_stage}" if cfg.zero_stage is not None else cfg.deepspeed_config
-    return _resolve_file(name, DEEPSPEED_DIR, ".json", "training.deepspeed_config")
+    """The DeepSpeed file this run reads: training.deepspeed_config if given, else `zero<zero_stage>.json`."""
+    return _resolve_file(cfg.deepspeed_config or f"zero{cfg.zero_stage}", DEEPSPEED_DIR, ".json",
+                         "training.deepspeed_config")
 
 
 def resolve_accelerate_config(cfg: TrainingConfig, cuda_available: bool) -> Path:

@@ -114,8 +114,7 @@ def train_doc_students(cfg: DocRunConfig, run_dir: Path, data: dict[str, Path]) 
         target = run_dir / "students" / name
         if not (target / "config.json").exists():
             console.rule(f"training {name.upper()} ({STUDENT_DATA[name]})")
-            run_training(run_dir / "config.resolved.yaml", [path], init, target, run_dir, f"train_{name}",
-                         cfg.training)
+            run_training(run_dir / "config.resolved.yaml", [path], init, target, run_dir, f"train_{name}")
         out[name] = target
     return out
 

@@ -85,8 +85,7 @@ def train_students(cfg: RunConfig, run_dir: Path, methods: list[str]) -> dict[st
             if not shards:
                 raise StageError(f"no {method} training shards in {run_dir / 'data'}: run `generate` first")
             console.rule(f"training the {method.upper()} student")
-            run_training(run_dir / "config.resolved.yaml", shards, init, target, run_dir, f"train_{method}",
-                         cfg.training)
+            run_training(run_dir / "config.resolved.yaml", shards, init, target, run_dir, f"train_{method}")
         if not (target / CHECKSUMS_NAME).exists():
             seal_directory(target)  # evaluation verifies these before it loads the weights
         out[method] = target

@@ -111,7 +111,7 @@ class LtrRun:
         else:
             from launch.train_launcher import run_training
 
-            run_training(config_path, data, start, out, self.run_dir, job, self.cfg.training)
+            run_training(config_path, data, start, out, self.run_dir, job)
         summary = json.loads((out / "training_summary.json").read_text())
         return {"student": str(out), "train_loss": summary.get("final_loss"), "steps": summary.get("steps")}
 

@@ -1,9 +1,13 @@
 """Launch `training.train` on one node or many: `accelerate launch` (default) or `torchrun`.
 
-`build_launch_command` is pure (tests check it); `run_training` runs it as a subprocess, streams its
-output and returns the exported checkpoint (the pipeline's `train` stage). As a program it starts
-this node's share of a run, with the topology given on the command line (the shell launchers in
-`launch/` map NNODES / NODE_RANK / MASTER_ADDR or SLURM's variables onto these flags):
+The launcher is where a training config is resolved, once: `plan_launch` reads the Accelerate
+config (does this launch run DeepSpeed?) and resolves the job (training/job.py: ZeRO stage, the
+DeepSpeed JSON, micro-batch, accumulation, world size); `prepare_job` checks it and writes it to
+`<run-dir>/jobs/<job>.json`; the processes get only that path. `build_launch_command` is pure (tests
+check it); `run_training` runs it as a subprocess, streams its output and returns the exported
+checkpoint (the pipeline's `train` stage). As a program it starts this node's share of a run, with
+the topology given on the command line (the shell launchers in `launch/` map NNODES / NODE_RANK /
+MASTER_ADDR or SLURM's variables onto these flags):
 
     python -m launch.train_launcher --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --nproc-per-node 8 \
         [--launcher torchrun] [--dry-run] -- --config RUN/config.resolved.yaml --data RUN/data/ld-00000.parquet \
@@ -14,7 +18,7 @@ It builds, for node 0 of a CPU run, exactly:
     python -m accelerate.commands.launch --config_file configs/accelerate/cpu.yaml \
         --deepspeed_config_file configs/deepspeed/zero2.json --num_processes 2 --num_machines 2 \
         --machine_rank 0 --main_process_port 29500 --mixed_precision no --main_process_ip 10.0.0.1 \
-        --deepspeed_multinode_launcher standard --module training.train --config ... --job train_ld
+        --deepspeed_multinode_launcher standard --module training.train --job-file RUN/jobs/train_ld.json
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from configs.training_schema import TrainingConfig, resolve_accelerate_config, resolve_deepspeed_config
+from configs.training_schema import TrainingConfig, resolve_accelerate_config
+from training.job import RunConfig, TrainingJob, add_job_arguments, prepare_job, read_run_config, resolve_job
 
 LAUNCHERS = ("accelerate", "torchrun")
 
@@ -67,8 +72,17 @@ def _accelerate_yaml(accelerate_yaml: Path) -> dict:
     return yaml.safe_load(accelerate_yaml.read_text()) or {}
 
 
-def _uses_deepspeed(accelerate_yaml: Path) -> bool:
-    return str(_accelerate_yaml(accelerate_yaml).get("distributed_type", "")).upper() == "DEEPSPEED"
+def plan_launch(run_cfg: RunConfig, data, student_dir, out_dir, run_dir, job: str, *, cuda_available: bool,
+                resume: str | None = None) -> tuple[TrainingJob, Path]:
+    """(the job resolved for this launch, the Accelerate config that launches it). The Accelerate
+    config decides whether DeepSpeed runs and whether ZeRO-3 partitions at load; both go into the job."""
+    accelerate_yaml = resolve_accelerate_config(run_cfg.training, cuda_available)
+    settings = _accelerate_yaml(accelerate_yaml)
+    deepspeed = str(settings.get("distributed_type", "")).upper() == "DEEPSPEED"
+    zero3_init = bool((settings.get("deepspeed_config") or {}).get("zero3_init_flag", False))
+    training_job = resolve_job(run_cfg, data, student_dir, out_dir, run_dir, job, deepspeed=deepspeed,
+                               zero3_init=zero3_init, resume=resume)
+    return training_job, accelerate_yaml
 
 
 def launch_environment(cfg: TrainingConfig, cuda_available: bool, deepspeed: bool,
@@ -91,39 +105,27 @@ def launch_environment(cfg: TrainingConfig, cuda_available: bool, deepspeed: boo
     return env
 
 
-def training_argv(config_path, data, student_dir, out_dir, run_dir, job: str, resume: str | None = None) -> list[str]:
-    """The arguments of `training.train` itself."""
-    data_items = [data] if isinstance(data, (str, Path)) else list(data)
-    if not data_items:
-        raise ValueError("build_launch_command: no training data given")
-    argv = ["--config", str(config_path), "--data", *map(str, data_items), "--student", str(student_dir),
-            "--out", str(out_dir), "--run-dir", str(run_dir), "--job", job]
-    return argv + (["--resume", resume] if resume else [])
-
-
-def build_launch_command(config_path: str | Path, data: Sequence[str | Path] | str | Path,
-                         student_dir: str | Path, out_dir: str | Path, run_dir: str | Path, job: str,
-                         training_cfg: TrainingConfig, *, cuda_available: bool, port: int | None = None,
-                         base_env: Mapping[str, str] | None = None, cpu_count: int | None = None,
-                         launcher: str = "accelerate", resume: str | None = None) -> LaunchCommand:
-    """This node's `accelerate launch ...` (or `torchrun ...`) command for `training.train`, and its
-    environment (pure). Topology comes from the training section (num_machines, machine_rank, ...)."""
-    cfg = training_cfg
+def build_launch_command(training_job: TrainingJob, job_path: str | Path, accelerate_yaml: Path, *,
+                         cuda_available: bool, port: int | None = None, base_env: Mapping[str, str] | None = None,
+                         cpu_count: int | None = None, launcher: str = "accelerate") -> LaunchCommand:
+    """This node's `accelerate launch ...` (or `torchrun ...`) command for `training.train --job-file`,
+    and its environment (pure). Topology comes from the training section (num_machines, machine_rank, ...)."""
+    cfg, deepspeed = training_job.training.settings, training_job.training.deepspeed is not None
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-    accelerate_yaml = resolve_accelerate_config(cfg, cuda_available)
-    deepspeed = _uses_deepspeed(accelerate_yaml)
     port = cfg.main_process_port or port
     if port is None:
         raise ValueError("build_launch_command: no main process port (set training.main_process_port or pass port)")
-    train_args = training_argv(config_path, data, student_dir, out_dir, run_dir, job, resume)
+    train_args = ["--job-file", str(job_path)]
     env = launch_environment(cfg, cuda_available, deepspeed, os.environ if base_env is None else base_env,
                              cpu_count or os.cpu_count() or 1)
     if launcher == "torchrun":
-        return _torchrun_command(cfg, accelerate_yaml, deepspeed, port, train_args, env)
+        return _torchrun_command(cfg, port, train_args, env)
     argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_yaml)]
     if deepspeed:
-        argv += ["--deepspeed_config_file", str(resolve_deepspeed_config(cfg))]
+        # For `accelerate launch` itself (a DEEPSPEED config wants a file); the processes build their
+        # engine from the job's copy of this JSON, not from the file.
+        argv += ["--deepspeed_config_file", str(training_job.training.deepspeed_source)]
     argv += ["--num_processes", str(cfg.num_processes), "--num_machines", str(cfg.num_machines),
              "--machine_rank", str(cfg.machine_rank), "--main_process_port", str(port),
              "--mixed_precision", cfg.mixed_precision]
@@ -136,30 +138,14 @@ def build_launch_command(config_path: str | Path, data: Sequence[str | Path] | s
     return LaunchCommand(argv=argv, env=env, cwd=REPO_ROOT)
 
 
-def _torchrun_command(cfg: TrainingConfig, accelerate_yaml: Path, deepspeed: bool, port: int,
-                      train_args: list[str], env: dict[str, str]) -> LaunchCommand:
-    """`torchrun` starts the processes; the variables `accelerate launch` would set tell the
-    Accelerator inside `training.train` to use DeepSpeed with the run's JSON."""
+def _torchrun_command(cfg: TrainingConfig, port: int, train_args: list[str], env: dict[str, str]) -> LaunchCommand:
+    """`torchrun` starts the processes; DeepSpeed, its JSON and the precision reach the Accelerator
+    through the job file, so no ACCELERATE_* variable has to stand in for `accelerate launch`."""
     argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(cfg.num_machines),
             "--node_rank", str(cfg.machine_rank), "--nproc_per_node", str(cfg.num_processes // cfg.num_machines),
             "--master_addr", cfg.main_process_ip or "127.0.0.1", "--master_port", str(port),
             "-m", "training.train", *train_args]
-    env = {**env, "ACCELERATE_MIXED_PRECISION": cfg.mixed_precision}
-    if deepspeed:
-        zero3_init = (_accelerate_yaml(accelerate_yaml).get("deepspeed_config") or {}).get("zero3_init_flag", False)
-        env.update({"ACCELERATE_USE_DEEPSPEED": "true",
-                    "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(resolve_deepspeed_config(cfg)),
-                    "ACCELERATE_DEEPSPEED_ZERO3_INIT": str(bool(zero3_init)).lower()})
     return LaunchCommand(argv=argv, env=env, cwd=REPO_ROOT)
-
-
-def launch_deepspeed_json(command: LaunchCommand) -> Path | None:
-    """The DeepSpeed JSON a built command passes to `accelerate launch` (None without DeepSpeed)."""
-    if "--deepspeed_config_file" in command.argv:
-        return Path(command.argv[command.argv.index("--deepspeed_config_file") + 1])
-    if command.env.get("ACCELERATE_USE_DEEPSPEED") == "true":
-        return Path(command.env["ACCELERATE_DEEPSPEED_CONFIG_FILE"])
-    return None
 
 
 def stream_process(command: LaunchCommand, log_path: Path, echo: bool = True) -> tuple[int, list[str]]:
@@ -182,25 +168,26 @@ def stream_process(command: LaunchCommand, log_path: Path, echo: bool = True) ->
 
 
 def run_training(config_path: str | Path, data: Sequence[str | Path] | str | Path, student_dir: str | Path,
-                 out_dir: str | Path, run_dir: str | Path, job: str, training_cfg: TrainingConfig,
-                 echo: bool = True) -> Path:
-    """Train with `accelerate launch`; return the exported HF checkpoint directory.
+                 out_dir: str | Path, run_dir: str | Path, job: str, echo: bool = True) -> Path:
+    """Train with `accelerate launch` on the run config at `config_path`; return the exported HF
+    checkpoint directory.
 
-    Start-up checks run first (training/preflight.py, PreflightError). Re-running after a kill
-    resumes from the newest checkpoint (training.resume=auto). The full log goes to
-    `<run_dir>/logs/<job>.log` (appended to, so a resumed job keeps the killed run's lines);
+    The run config is read and resolved here, once; start-up checks run on the result
+    (training/preflight.py, PreflightError) before the job file is written and the processes start.
+    Re-running after a kill resumes from the newest checkpoint (training.resume=auto). The full log
+    goes to `<run_dir>/logs/<job>.log` (appended to, so a resumed job keeps the killed run's lines);
     a failure raises TrainingFailed with its tail.
     """
     import torch
 
-    from training.preflight import run_preflight
-
-    out_dir, run_dir = Path(out_dir).resolve(), Path(run_dir).resolve()
-    command = build_launch_command(
-        Path(config_path).resolve(), data, Path(student_dir).resolve(), out_dir, run_dir, job, training_cfg,
-        cuda_available=torch.cuda.is_available(), port=_default_port(training_cfg))
-    # One clear error here instead of a traceback from every rank after the processes started.
-    run_preflight(training_cfg, Path(student_dir), launch_deepspeed_json(command), training_cfg.num_processes)
+    cuda = torch.cuda.is_available()
+    run_cfg = read_run_config(config_path)
+    training_job, accelerate_yaml = plan_launch(run_cfg, data, student_dir, out_dir, run_dir, job,
+                                                cuda_available=cuda)
+    job_path = prepare_job(training_job)
+    command = build_launch_command(training_job, job_path, accelerate_yaml, cuda_available=cuda,
+                                   port=_default_port(run_cfg.training))
+    out_dir, run_dir = Path(training_job.out_dir), Path(training_job.run_dir)
     log_path = run_dir / "logs" / f"{job}.log"
     rc, tail = stream_process(command, log_path, echo=echo)
     if rc != 0:
@@ -230,43 +217,44 @@ def with_topology(cfg: TrainingConfig, nnodes: int | None = None, node_rank: int
     return TrainingConfig.model_validate({**cfg.model_dump(exclude_unset=True), **updates})
 
 
-def parse_node_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+def parse_node_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, argparse.Namespace]:
+    """(this node's flags, the job's arguments after `--`: --config --data --student --out --run-dir --job)."""
     parser = argparse.ArgumentParser(
         prog="python -m launch.train_launcher",
-        description="Start this node's share of a training run. Arguments after `--` go to training.train.")
+        description="Start this node's share of a training run. Arguments after `--` describe the job.")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="accelerate")
     parser.add_argument("--nnodes", type=int, help="machines in the job (training.num_machines)")
     parser.add_argument("--node-rank", type=int, help="this machine's rank, 0..nnodes-1")
     parser.add_argument("--master-addr", help="address of the rank-0 machine")
     parser.add_argument("--master-port", type=int, help="rendezvous port (default 29500 on several nodes)")
     parser.add_argument("--nproc-per-node", type=int, help="processes on each machine (GPUs per node)")
-    parser.add_argument("--dry-run", action="store_true", help="print the command and its key variables, run nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="resolve and write the job file, print the command, start nothing (no start-up checks)")
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
-    return parser.parse_args(argv[:split]), argv[split + 1:]
+    job_parser = add_job_arguments(argparse.ArgumentParser(prog="python -m launch.train_launcher ... --"))
+    return parser.parse_args(argv[:split]), job_parser.parse_args(argv[split + 1:])
 
 
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from training.preflight import run_preflight
-    from training.train import load_run_config
-    from training.train import parse_args as parse_training_args
-
-    args, rest = parse_node_args(argv)
-    train = parse_training_args(rest)
-    cfg = with_topology(load_run_config(train.config).training, args.nnodes, args.node_rank, args.master_addr,
-                        args.master_port, args.nproc_per_node)
-    absolute = lambda path: str(Path(path).expanduser().resolve())  # noqa: E731  (the launch runs in the repo root)
-    resume = train.resume if train.resume in (None, "auto", "never") else absolute(train.resume)
-    command = build_launch_command(absolute(train.config), [absolute(d) for d in train.data], absolute(train.student),
-                                   absolute(train.out), absolute(train.run_dir), train.job, cfg, cuda_available=torch.cuda.is_available(), port=_default_port(cfg),
-                                   launcher=args.launcher, resume=resume)
+    args, train = parse_node_args(argv)
+    run_cfg = read_run_config(train.config)
+    cfg = with_topology(run_cfg.training, args.nnodes, args.node_rank, args.master_addr, args.master_port,
+                        args.nproc_per_node)
+    cuda = torch.cuda.is_available()
+    training_job, accelerate_yaml = plan_launch(run_cfg.model_copy(update={"training": cfg}), train.data,
+                                                train.student, train.out, train.run_dir, train.job,
+                                                cuda_available=cuda, resume=train.resume)
+    job_path = prepare_job(training_job, cfg.machine_rank, check=not args.dry_run)
+    command = build_launch_command(training_job, job_path, accelerate_yaml, cuda_available=cuda,
+                                   port=_default_port(cfg), launcher=args.launcher)
     shown = {k: v for k, v in command.env.items() if k.startswith(("ACCELERATE_", "OMP_NUM_THREADS"))}
+    print(f"resolved: {training_job.training.describe()} -> {job_path}", flush=True)
     print(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(shown.items())), shlex.join(command.argv), flush=True)
     if args.dry_run:
         return
-    run_preflight(cfg, Path(train.student), launch_deepspeed_json(command), cfg.num_processes)
     os.chdir(command.cwd)
     os.execve(command.argv[0], command.argv, command.env)  # the launcher takes this process's place (and signals)
 

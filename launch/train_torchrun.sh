@@ -6,9 +6,9 @@
 #                 --run-dir runs/exp1 --job train_ld
 # Each node:  NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 NPROC_PER_NODE=8 bash launch/train_torchrun.sh ...
 #
-# torchrun starts the processes; launch/train_launcher.py sets ACCELERATE_USE_DEEPSPEED and
-# ACCELERATE_DEEPSPEED_CONFIG_FILE (from the run config) so the Accelerator inside training.train
-# runs DeepSpeed exactly as under `accelerate launch`. DRY_RUN=1 prints the command.
+# torchrun starts the processes; launch/train_launcher.py resolves the run config once into
+# <run-dir>/jobs/<job>.json (ZeRO stage, the DeepSpeed JSON, batch), so the Accelerator inside
+# training.train runs DeepSpeed exactly as under `accelerate launch`. DRY_RUN=1 prints the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export NNODES=${NNODES:-1} NODE_RANK=${NODE_RANK:-0} MASTER_ADDR=${MASTER_ADDR:-127.0.0.1} LAUNCHER=torchrun

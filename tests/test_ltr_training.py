@@ -4,12 +4,11 @@
 import subprocess
 
 import pytest
-import yaml
 
 from configs.ltr_schema import LtrLossSettings
 from configs.training_schema import TrainingConfig
 from generation.storage.tracking import read_side_log
-from training_helpers import STUDENT, make_student_and_data, quiet_env, write_parquet
+from training_helpers import STUDENT, launched_command, make_student_and_data, write_parquet
 
 COMMON = dict(max_steps=4, log_every=1, learning_rate=3e-3, warmup_ratio=0.1, seed=1, save_every=None)
 
@@ -34,14 +33,16 @@ def train_here(world, name, loss=LtrLossSettings(), **training):
     from accelerate.state import AcceleratorState, GradientState
 
     from generation.storage.tracking import WandbConfig
-    from training.train import RunConfig, run
+    from training.job import RunConfig
+    from training.train import run_in_process
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     torch.set_num_threads(1)
     run_dir = world["root"] / name
-    cfg = RunConfig(STUDENT, TrainingConfig(**training), WandbConfig(mode="disabled"), loss)
-    run(cfg, [str(world["data"])], world["student"], run_dir / "out", run_dir, "train")
+    cfg = RunConfig(student=STUDENT, training=TrainingConfig(**training), wandb=WandbConfig(mode="disabled"),
+                    ltr_loss=loss)
+    run_in_process(cfg, [str(world["data"])], world["student"], run_dir / "out", run_dir, "train")
     return curves(read_side_log(run_dir, "train"))
 
 
@@ -63,20 +64,13 @@ def test_resume_refuses_a_checkpoint_trained_with_other_ltr_loss_settings(world)
 
 @pytest.mark.slow
 def test_two_process_zero3_matches_one_process(world):
-    from launch.train_launcher import build_launch_command, free_port
-
     # two steps of 8 rows: enough for the second step to depend on the first one's ZeRO-3 update
     short = {**COMMON, "max_steps": 2}
     reference = train_here(world, "reference", per_device_batch_size=4, gradient_accumulation_steps=2, **short)
     run_dir = world["root"] / "zero3"
     training = TrainingConfig(num_processes=2, zero_stage=3, per_device_batch_size=4, **short)
-    run_dir.mkdir()
-    config = run_dir / "config.resolved.yaml"
-    config.write_text(yaml.safe_dump({"student": STUDENT.model_dump(mode="json"),
-                                      "training": training.model_dump(mode="json", exclude_unset=True),
-                                      "wandb": {"mode": "disabled"}, "ltr_loss": LtrLossSettings().model_dump()}))
-    cmd = build_launch_command(config, [world["data"]], world["student"], run_dir / "out", run_dir, "train", training,
-                               cuda_available=False, port=free_port(), base_env=quiet_env())
+    cmd = launched_command(run_dir, training, world["student"], world["data"],
+                           ltr_loss=LtrLossSettings().model_dump())
     proc = subprocess.run(cmd.argv, env=cmd.env, cwd=cmd.cwd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     zero3 = curves(read_side_log(run_dir, "train"))

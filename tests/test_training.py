@@ -10,13 +10,15 @@ import math
 import pytest
 
 from configs.training_schema import TrainingConfig
-from launch.train_launcher import build_launch_command, with_topology
+from generation.storage.tracking import WandbConfig
+from launch.train_launcher import build_launch_command, plan_launch, with_topology
+from training.job import RunConfig
 from training.losses import completion_loss_sum, completion_token_hits
 from training.optim import lr_at
 from training.sft_data import (IGNORE_INDEX, LeftPadCollator, encode_example, encode_rows, read_sft_rows,
                                render_chat_pair)
 from training.student_builder import CHAT_TEMPLATE, train_tokenizer
-from training_helpers import synthetic_rows, write_parquet
+from training_helpers import STUDENT, synthetic_rows, write_parquet
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +133,20 @@ def test_read_sft_rows_validates_columns(tmp_path):
         read_sft_rows(tmp_path / "nowhere")
 
 
+JOB_FILE = "run/jobs/train_ld.json"
+
+
+def launch_for(cfg: TrainingConfig, *, cuda_available: bool, resume: str | None = None, **command):
+    """(resolved job, command) as the launcher makes them for `cfg`, without writing the job file."""
+    run_cfg = RunConfig(student=STUDENT, training=cfg, wandb=WandbConfig(mode="disabled"))
+    job, accelerate_yaml = plan_launch(run_cfg, ["d1.parquet", "d2"], "student", "out", "run", "train_ld",
+                                       cuda_available=cuda_available, resume=resume)
+    return job, build_launch_command(job, JOB_FILE, accelerate_yaml, cuda_available=cuda_available, **command)
+
+
 def test_launch_command_on_cpu():
     cfg = TrainingConfig(num_processes=2, zero_stage=3, mixed_precision="no")
-    cmd = build_launch_command("run/config.yaml", ["d1.parquet", "d2"], "student", "out", "run", "train_ld", cfg,
-                               cuda_available=False, port=40001, base_env={"PATH": "/bin"}, cpu_count=2)
+    job, cmd = launch_for(cfg, cuda_available=False, port=40001, base_env={"PATH": "/bin"}, cpu_count=2)
     argv = cmd.argv
     assert argv[1:3] == ["-m", "accelerate.commands.launch"]
     assert argv[argv.index("--config_file") + 1].endswith("configs/accelerate/cpu.yaml")
@@ -143,8 +155,10 @@ def test_launch_command_on_cpu():
     assert argv[argv.index("--main_process_port") + 1] == "40001"
     module = argv.index("--module")
     assert argv[module + 1] == "training.train"
-    assert argv[argv.index("--data") + 1: argv.index("--student")] == ["d1.parquet", "d2"]
-    assert argv[-2:] == ["--job", "train_ld"] and argv.index("--num_processes") < module
+    # The processes get the resolved job's path and nothing else; the job carries data, paths, stage.
+    assert argv[module + 2:] == ["--job-file", JOB_FILE] and argv.index("--num_processes") < module
+    assert [os.path.basename(d) for d in job.data] == ["d1.parquet", "d2"] and os.path.isabs(job.data[0])
+    assert job.training.zero_stage == 3 and job.training.deepspeed["zero_optimization"]["stage"] == 3
     assert cmd.env["OMP_NUM_THREADS"] == "1" and cmd.env["HF_HUB_OFFLINE"] == "1"
     assert "torch_extensions" in cmd.env["TORCH_EXTENSIONS_DIR"]
     assert "ACCELERATE_USE_CPU" not in cmd.env  # DeepSpeed on CPU must not be switched to plain CPU DDP
@@ -153,8 +167,7 @@ def test_launch_command_on_cpu():
 def test_launch_command_multinode_gpu():
     cfg = TrainingConfig(num_processes=16, num_machines=2, machine_rank=1, main_process_ip="10.1.2.3",
                          main_process_port=29555)
-    argv = build_launch_command("c.yaml", "data", "s", "o", "r", "train_kd", cfg, cuda_available=True,
-                                base_env={}).argv
+    argv = launch_for(cfg, cuda_available=True, base_env={})[1].argv
     assert argv[argv.index("--config_file") + 1].endswith("multinode.yaml")
     assert argv[argv.index("--num_machines") + 1] == "2" and argv[argv.index("--machine_rank") + 1] == "1"
     assert argv[argv.index("--main_process_ip") + 1] == "10.1.2.3"
@@ -163,28 +176,29 @@ def test_launch_command_multinode_gpu():
 
 def test_launch_command_multinode_on_cpu_uses_standard_launcher():
     cfg = TrainingConfig(num_processes=2, num_machines=2, machine_rank=1, main_process_ip="127.0.0.1")
-    argv = build_launch_command("c.yaml", "data", "s", "o", "r", "j", cfg, cuda_available=False, port=29511,
-                                base_env={}, cpu_count=2).argv
+    argv = launch_for(cfg, cuda_available=False, port=29511, base_env={}, cpu_count=2)[1].argv
     assert argv[argv.index("--config_file") + 1].endswith("accelerate/cpu.yaml")  # use_cpu, DeepSpeed on gloo
     assert argv[argv.index("--deepspeed_multinode_launcher") + 1] == "standard"
     assert argv[argv.index("--machine_rank") + 1] == "1" and argv[argv.index("--num_machines") + 1] == "2"
 
 
-def test_torchrun_command_carries_the_deepspeed_settings():
+def test_torchrun_command_and_its_job_carry_the_deepspeed_settings():
     cfg = TrainingConfig(num_processes=8, num_machines=2, machine_rank=1, main_process_ip="10.0.0.9",
                          main_process_port=29400, zero_stage=3, mixed_precision="bf16")
-    cmd = build_launch_command("c.yaml", ["d"], "s", "o", "r", "j", cfg, cuda_available=True, base_env={},
-                               launcher="torchrun", resume="never")
+    job, cmd = launch_for(cfg, cuda_available=True, base_env={}, launcher="torchrun", resume="never")
     argv = cmd.argv
     assert argv[1:3] == ["-m", "torch.distributed.run"]
     assert argv[argv.index("--nproc_per_node") + 1] == "4" and argv[argv.index("--node_rank") + 1] == "1"
     assert argv[argv.index("--master_addr") + 1] == "10.0.0.9" and argv[argv.index("--master_port") + 1] == "29400"
-    assert argv[argv.index("-m", 3) + 1] == "training.train" and argv[-2:] == ["--resume", "never"]
-    assert cmd.env["ACCELERATE_USE_DEEPSPEED"] == "true" and cmd.env["ACCELERATE_MIXED_PRECISION"] == "bf16"
-    assert cmd.env["ACCELERATE_DEEPSPEED_CONFIG_FILE"].endswith("deepspeed/zero3.json")
-    assert cmd.env["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "true"  # gpu/multinode yaml partition at load
+    assert argv[argv.index("-m", 3) + 1] == "training.train" and argv[-2:] == ["--job-file", JOB_FILE]
+    # No ACCELERATE_* variable stands in for `accelerate launch`: the job says it all.
+    assert not [k for k in cmd.env if k.startswith("ACCELERATE_")]
+    resolved = job.training
+    assert resolved.settings.resume == "never" and resolved.settings.mixed_precision == "bf16"
+    assert resolved.deepspeed_source.endswith("deepspeed/zero3.json") and resolved.zero_stage == 3
+    assert resolved.zero3_init  # gpu/multinode yaml partition at load
     with pytest.raises(ValueError, match="unknown launcher"):
-        build_launch_command("c", ["d"], "s", "o", "r", "j", cfg, cuda_available=True, base_env={}, launcher="mpirun")
+        launch_for(cfg, cuda_available=True, base_env={}, launcher="mpirun")
 
 
 def test_node_topology_flags_override_the_config():

@@ -24,7 +24,8 @@ import pytest
 
 from configs.training_schema import TrainingConfig
 from generation.storage.tracking import read_side_log
-from training_helpers import (make_student_and_data, quiet_env, step_losses, train_in_process, write_run_config)
+from training_helpers import (launched_command, make_student_and_data, quiet_env, step_losses, train_in_process,
+                              write_run_config)
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -45,11 +46,7 @@ def world(tmp_path_factory):
 
 def launch(world, run_dir: Path, training: TrainingConfig, wandb_mode: str = "disabled", **popen):
     """Start `accelerate launch` for one run (its own session, so the test can kill the whole tree)."""
-    from launch.train_launcher import build_launch_command, free_port
-
-    config = write_run_config(run_dir, training, wandb_mode)
-    cmd = build_launch_command(config, [world["data"]], world["student"], run_dir / "out", run_dir, "train",
-                               training, cuda_available=False, port=free_port(), base_env=quiet_env())
+    cmd = launched_command(run_dir, training, world["student"], world["data"], wandb_mode)
     log = (run_dir / "launch.log").open("a")
     return subprocess.Popen(cmd.argv, env=cmd.env, cwd=cmd.cwd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, **popen)
@@ -162,7 +159,7 @@ def test_kill_then_resume_equals_uninterrupted(world, zero2_run):
 
     # The same command again (training.resume=auto): continues from the newest complete checkpoint.
     run_training(run_dir / "config.resolved.yaml", [world["data"]], world["student"], run_dir / "out", run_dir,
-                 "train", training, echo=False)
+                 "train", echo=False)
     summary = json.loads((run_dir / "out" / "training_summary.json").read_text())
     assert summary["resumed_from_step"] >= killed_at
     resumed = step_losses(read_side_log(run_dir, "train"))

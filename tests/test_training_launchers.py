@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from configs.training_schema import TrainingConfig
-from ray_jobs.train_ray import absolute_training_argv, worker_environment
+from ray_jobs.train_ray import worker_environment
+from training.job import job_file, read_job
 from training_helpers import write_run_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,13 +36,18 @@ def run_script(args, env, cwd=REPO):
     return done.stdout
 
 
-def test_multinode_script_places_this_node(train_args):
+def test_multinode_script_places_this_node(train_args, tmp_path):
     out = run_script([REPO / "launch/train_multinode.sh", *train_args],
                      {"NNODES": "4", "NODE_RANK": "2", "MASTER_ADDR": "10.1.1.1", "NPROC_PER_NODE": "2"})
     assert "accelerate.commands.launch" in out and "--deepspeed_multinode_launcher standard" in out
+    job_path = job_file(tmp_path / "run", "train_ld", machine_rank=2)
     for flag in ("--num_machines 4", "--machine_rank 2", "--main_process_ip 10.1.1.1", "--num_processes 8",
-                 "--main_process_port 29500", "zero3.json", "--module training.train", "--job train_ld"):
+                 "--main_process_port 29500", "zero3.json", "--module training.train", f"--job-file {job_path}"):
         assert flag in out, flag
+    # The node's job file, resolved for the whole job: 8 processes, ZeRO-3, absolute paths.
+    job = read_job(job_path)
+    assert job.training.world_size == 8 and job.training.zero_stage == 3 and job.name == "train_ld"
+    assert Path(job.student_dir).is_absolute() and job.training.settings.machine_rank == 2
 
 
 def test_multinode_script_requires_its_variables(train_args):
@@ -53,7 +59,7 @@ def test_multinode_script_requires_its_variables(train_args):
 def test_torchrun_script(train_args):
     out = run_script([REPO / "launch/train_torchrun.sh", *train_args], {"NPROC_PER_NODE": "4"})
     assert "torch.distributed.run" in out and "--nproc_per_node 4" in out and "--nnodes 1" in out
-    assert "ACCELERATE_USE_DEEPSPEED=true" in out and "zero3.json" in out
+    assert "resolved: ZeRO-3" in out and "zero3.json" in out and "--job-file" in out
 
 
 def test_slurm_template_takes_rank_and_master_from_slurm(tmp_path, train_args):
@@ -76,17 +82,10 @@ def test_slurm_template_takes_rank_and_master_from_slurm(tmp_path, train_args):
         assert "--num_machines 2" in command and "--num_processes 2" in command
 
 
-def test_ray_train_worker_environment_and_paths(tmp_path):
-    env = worker_environment(TrainingConfig(zero_stage=3, mixed_precision="bf16"), use_gpu=False, cpus_per_worker=2)
-    assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and env["ACCELERATE_DEEPSPEED_CONFIG_FILE"].endswith("zero3.json")
-    assert env["ACCELERATE_MIXED_PRECISION"] == "bf16" and env["OMP_NUM_THREADS"] == "2"
-    from training.train import parse_args
-
-    parsed = parse_args(["--config", "c.yaml", "--data", "d1", "d2", "--student", "s", "--out", "o",
-                         "--run-dir", "r", "--job", "j", "--resume", "ckpt/step-00000002"])
-    argv = absolute_training_argv(parsed)
-    paths = [argv[i + 1] for i, a in enumerate(argv) if a in ("--config", "--student", "--out", "--run-dir", "--resume")]
-    assert all(Path(p).is_absolute() for p in paths) and argv[-4:-2] == ["--job", "j"]
+def test_ray_train_worker_environment():
+    env = worker_environment(use_gpu=False, cpus_per_worker=2)
+    assert env["OMP_NUM_THREADS"] == "2" and env["HF_HUB_OFFLINE"] == "1"
+    assert not [k for k in env if k.startswith("ACCELERATE_")]  # DeepSpeed and precision travel in the job file
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 from pydantic import ValidationError
 
-from configs.training_schema import TrainingConfig, accumulation_steps, global_batch_rows
+from configs.loader import ConfigError
+from configs.resolved_training import resolve_training
+from configs.training_schema import TrainingConfig, accumulation_steps
 from training.preflight import (PreflightError, check_chat_template, check_deepspeed_config, check_vocab,
                                 run_preflight)
 from training.student_builder import CHAT_TEMPLATE, train_tokenizer
@@ -50,46 +52,45 @@ def test_batch_settings_that_do_not_divide():
     with pytest.raises(ValidationError, match="global_batch_size=20 is not divisible"):
         TrainingConfig(num_processes=2, per_device_batch_size=4, global_batch_size=20)
     cfg = TrainingConfig(num_processes=2, per_device_batch_size=4, global_batch_size=32)
-    assert accumulation_steps(cfg, 2) == 4 and global_batch_rows(cfg, 2) == 32
+    resolved = resolve_training(cfg, deepspeed=False)
+    assert (resolved.accumulation, resolved.rows_per_step) == (4, 32)
     assert accumulation_steps(cfg, 1) == 8  # a resume on one process keeps the global batch
-    with pytest.raises(ValueError, match="not divisible"):
-        accumulation_steps(cfg, 3)
-    with pytest.raises(ValidationError, match="conflicts with global_batch_size"):
-        TrainingConfig(per_device_batch_size=4, global_batch_size=32, gradient_accumulation_steps=2)
+    with pytest.raises(ConfigError, match="not divisible"):
+        resolve_training(cfg, deepspeed=False, world_size=3)
 
 
 def test_deepspeed_config_checks():
-    cfg = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=2, mixed_precision="bf16")
+    cfg = resolve_training(TrainingConfig(num_processes=2, per_device_batch_size=4, gradient_accumulation_steps=2,
+                                          mixed_precision="bf16"), deepspeed=False)
     good = {"zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
             "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": 2, "bf16": {"enabled": True}}
-    check_deepspeed_config(good, cfg, world_size=2)
+    check_deepspeed_config(good, cfg)
     for gather in (False, "auto", None):
         zero = {"stage": 3} if gather is None else {"stage": 3, "stage3_gather_16bit_weights_on_model_save": gather}
         with pytest.raises(PreflightError, match="ZeRO-3.*stage3_gather_16bit_weights_on_model_save"):
-            check_deepspeed_config({**good, "zero_optimization": zero}, cfg, world_size=2)
+            check_deepspeed_config({**good, "zero_optimization": zero}, cfg)
     with pytest.raises(PreflightError, match="gradient_accumulation_steps=4.*two places"):
-        check_deepspeed_config({**good, "gradient_accumulation_steps": 4}, cfg, world_size=2)
+        check_deepspeed_config({**good, "gradient_accumulation_steps": 4}, cfg)
     with pytest.raises(PreflightError, match="train_batch_size=64"):
-        check_deepspeed_config({**good, "train_batch_size": 64}, cfg, world_size=2)  # 4 x 2 x 2 = 16
+        check_deepspeed_config({**good, "train_batch_size": 64}, cfg)  # 4 x 2 x 2 = 16
     with pytest.raises(PreflightError, match="'optimizer' section"):
-        check_deepspeed_config({**good, "optimizer": {"type": "AdamW"}}, cfg, world_size=2)
+        check_deepspeed_config({**good, "optimizer": {"type": "AdamW"}}, cfg)
     with pytest.raises(PreflightError, match="fp16.enabled=True"):
-        check_deepspeed_config({**good, "fp16": {"enabled": True}}, cfg, world_size=2)
+        check_deepspeed_config({**good, "fp16": {"enabled": True}}, cfg)
 
 
 def test_run_preflight_on_a_real_student(student, tmp_path):
-    cfg = TrainingConfig(num_processes=2, zero_stage=3)
-    from configs.training_schema import resolve_deepspeed_config
-
-    run_preflight(cfg, student, resolve_deepspeed_config(cfg), world_size=2)
+    resolved = resolve_training(TrainingConfig(num_processes=2, zero_stage=3), deepspeed=True)
+    run_preflight(resolved, student)
     with pytest.raises(PreflightError, match="no config.json"):
-        run_preflight(cfg, tmp_path, None, world_size=2)
-    # The launcher refuses before starting any process: no log, no process, no checkpoint.
+        run_preflight(resolved, tmp_path)
+    # The launcher refuses before starting any process: no job file, no log, no checkpoint.
     bad = tmp_path / "zero3_nogather.json"
     bad.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
     from launch.train_launcher import run_training
+    from training_helpers import write_run_config
 
-    bad_cfg = TrainingConfig(num_processes=2, deepspeed_config=str(bad))
+    config = write_run_config(tmp_path / "cfg", TrainingConfig(num_processes=2, zero_stage=3, deepspeed_config=str(bad)))
     with pytest.raises(PreflightError, match="ZeRO-3"):
-        run_training(tmp_path / "c.yaml", [tmp_path], student, tmp_path / "out", tmp_path / "run", "j", bad_cfg)
+        run_training(config, [tmp_path], student, tmp_path / "out", tmp_path / "run", "j")
     assert not (tmp_path / "run").exists()

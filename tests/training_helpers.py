@@ -47,13 +47,28 @@ def make_student_and_data(root: Path, n_rows: int = 240) -> tuple[Path, Path, li
     return student, data, rows
 
 
-def write_run_config(run_dir: Path, training: TrainingConfig, wandb_mode: str = "disabled") -> Path:
+def write_run_config(run_dir: Path, training: TrainingConfig, wandb_mode: str = "disabled", **sections) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "config.resolved.yaml"
     path.write_text(yaml.safe_dump({"student": STUDENT.model_dump(mode="json"),
                                     "training": training.model_dump(mode="json", exclude_unset=True),
-                                    "wandb": {"mode": wandb_mode}, "teacher": {"ignored": "by training"}}))
+                                    "wandb": {"mode": wandb_mode}, "teacher": {"ignored": "by training"},
+                                    **sections}))
     return path
+
+
+def launched_command(run_dir: Path, training: TrainingConfig, student: Path, data: Path,
+                     wandb_mode: str = "disabled", **sections):
+    """What run_training does before it starts the processes, on one CPU node: write the run config,
+    resolve the job once, check and write it; the `accelerate launch` command for it."""
+    from launch.train_launcher import build_launch_command, free_port, plan_launch
+    from training.job import prepare_job, read_run_config
+
+    config = write_run_config(run_dir, training, wandb_mode, **sections)
+    job, accelerate_yaml = plan_launch(read_run_config(config), [data], student, run_dir / "out", run_dir, "train",
+                                       cuda_available=False)
+    return build_launch_command(job, prepare_job(job), accelerate_yaml, cuda_available=False, port=free_port(),
+                                base_env=quiet_env())
 
 
 def train_in_process(run_dir: Path, student: Path, data: Path, job: str = "train", **training) -> list[dict]:
@@ -62,13 +77,14 @@ def train_in_process(run_dir: Path, student: Path, data: Path, job: str = "train
     from accelerate.state import AcceleratorState, GradientState
 
     from generation.storage.tracking import WandbConfig, read_side_log
-    from training.train import RunConfig, run
+    from training.job import RunConfig
+    from training.train import run_in_process
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     torch.set_num_threads(1)  # the launched runs use one thread per process too
-    cfg = RunConfig(STUDENT, TrainingConfig(**training), WandbConfig(mode="disabled"))
-    run(cfg, [str(data)], student, run_dir / "out", run_dir, job)
+    cfg = RunConfig(student=STUDENT, training=TrainingConfig(**training), wandb=WandbConfig(mode="disabled"))
+    run_in_process(cfg, [str(data)], student, run_dir / "out", run_dir, job)
     return read_side_log(run_dir, job)
 
 

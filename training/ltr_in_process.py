@@ -1,7 +1,7 @@
 """A training of a Learn-to-Reason run inside the calling process (`launch.in_process`).
 
-The same loop as `accelerate launch -m training.train` (training.train.run, checkpoints, resume, W&B
-run per job), on one process and without DeepSpeed. A small CPU run trains a student a dozen times;
+The same loop as `accelerate launch -m training.train` (the job resolved and written once, checkpoints,
+resume, W&B run per job: training.train.run_in_process), on one process and without DeepSpeed. A small CPU run trains a student a dozen times;
 each launch costs two interpreter starts and a DeepSpeed initialisation, more than a tiny student's
 training itself, so the quickstart trains here.
 """
@@ -19,7 +19,8 @@ def train_in_process(config_path: str | Path, data: Sequence[str | Path], studen
     import torch
     from accelerate.state import AcceleratorState, GradientState
 
-    from training.train import load_run_config, run
+    from training.job import read_run_config
+    from training.train import run_in_process
 
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         raise RuntimeError("train_in_process runs without DeepSpeed, but ACCELERATE_USE_DEEPSPEED is set in this "
@@ -28,5 +29,4 @@ def train_in_process(config_path: str | Path, data: Sequence[str | Path], studen
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     torch.set_num_threads(threads)
-    run_cfg = load_run_config(config_path)
-    return run(run_cfg, [str(d) for d in data], Path(student_dir), Path(out_dir), Path(run_dir), job)
+    return run_in_process(read_run_config(config_path), data, student_dir, out_dir, run_dir, job)

@@ -65,16 +65,16 @@ def check_decoder_only(student_dir) -> None:
                          "it; set loss.reflection_weight=0")
 
 
-def ltr_examples_and_collate(tokenizer, data, run_cfg, student_dir):
-    """(examples, collate, objective) of a Learn-to-Reason training run (`run_cfg.ltr_loss` set)."""
+def ltr_examples_and_collate(tokenizer, job):
+    """(examples, collate, objective) of a Learn-to-Reason training job (a TrainingJob with `ltr_loss` set)."""
     from training.ltr_data import LtrCollator, encode_ltr_rows, read_ltr_rows
 
-    settings = run_cfg.ltr_loss
-    if run_cfg.training.packing:
+    settings = job.ltr_loss
+    if job.training.settings.packing:
         raise ValueError("training.packing cannot be combined with the Learn-to-Reason loss (ltr_loss)")
     if settings.reflection_weight:
-        check_decoder_only(student_dir)
-    examples = encode_ltr_rows(tokenizer, read_ltr_rows(data), run_cfg.student.max_seq_len, settings.prompt_weight)
+        check_decoder_only(job.student_dir)
+    examples = encode_ltr_rows(tokenizer, read_ltr_rows(job.data), job.student.max_seq_len, settings.prompt_weight)
     collate = LtrCollator(tokenizer.pad_token_id)
     return examples, lambda rows: collate([row[0] for row in rows]), \
         SelfReflectionObjective(settings.reflection_weight, settings.margin)

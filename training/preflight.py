@@ -1,16 +1,15 @@
 """Start-up checks that fail before any compute is spent, each with an error that names the fix.
 
-The launcher runs them once before it starts processes (one clear message instead of N rank
-tracebacks); `training.train` runs them again, so a hand-written `accelerate launch` is checked too.
+They run once, in the launcher, on the resolved job (training/job.py `prepare_job`), before it
+starts processes: one clear message instead of N rank tracebacks. The processes do not repeat them.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from configs.training_schema import TrainingConfig, accumulation_steps
+from configs.resolved_training import ResolvedTraining
 
 
 class PreflightError(ValueError):
@@ -49,9 +48,9 @@ def check_chat_template(tokenizer) -> None:
                              "learn to stop. Append {{ eos_token }} after the assistant content in the template")
 
 
-def check_deepspeed_config(ds: dict[str, Any], cfg: TrainingConfig, world_size: int, source: str = "") -> None:
+def check_deepspeed_config(ds: dict[str, Any], resolved: ResolvedTraining, source: str = "") -> None:
     """The DeepSpeed JSON leaves shared values to the training section and can export under ZeRO-3."""
-    where = f" ({source})" if source else ""
+    cfg, where = resolved.settings, f" ({source})" if source else ""
     for section in ("optimizer", "scheduler"):
         if section in ds:
             raise PreflightError(f"the DeepSpeed config{where} has a {section!r} section; the training loop owns the "
@@ -61,11 +60,10 @@ def check_deepspeed_config(ds: dict[str, Any], cfg: TrainingConfig, world_size: 
         raise PreflightError(f"the ZeRO-3 DeepSpeed config{where} does not set "
                              "zero_optimization.stage3_gather_16bit_weights_on_model_save: true; without it the "
                              "final export cannot gather the sharded weights into a Hugging Face checkpoint")
-    accumulation = accumulation_steps(cfg, world_size)
     expected = {
-        "train_micro_batch_size_per_gpu": cfg.per_device_batch_size,
-        "gradient_accumulation_steps": accumulation,
-        "train_batch_size": cfg.per_device_batch_size * accumulation * world_size,
+        "train_micro_batch_size_per_gpu": resolved.micro_batch,
+        "gradient_accumulation_steps": resolved.accumulation,
+        "train_batch_size": resolved.rows_per_step,
         "gradient_clipping": cfg.max_grad_norm,
     }
     for key, value in expected.items():
@@ -78,13 +76,6 @@ def check_deepspeed_config(ds: dict[str, Any], cfg: TrainingConfig, world_size: 
         if enabled != "auto" and bool(enabled) != (cfg.mixed_precision == precision):
             raise PreflightError(f"the DeepSpeed config{where} sets {precision}.enabled={enabled} but "
                                  f"training.mixed_precision={cfg.mixed_precision!r}; write \"auto\" in the JSON")
-
-
-def read_deepspeed_json(path: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise PreflightError(f"DeepSpeed config {path} is not valid JSON: {err}") from None
 
 
 def check_student(student_dir: str | Path) -> None:
@@ -100,13 +91,9 @@ def check_student(student_dir: str | Path) -> None:
     check_chat_template(tokenizer)
 
 
-def run_preflight(cfg: TrainingConfig, student_dir: str | Path, deepspeed_json: str | Path | None,
-                  world_size: int) -> None:
-    """All start-up checks for one run; raises PreflightError on the first problem."""
-    try:
-        accumulation_steps(cfg, world_size)
-    except ValueError as err:
-        raise PreflightError(str(err)) from None
-    if deepspeed_json is not None:
-        check_deepspeed_config(read_deepspeed_json(deepspeed_json), cfg, world_size, source=str(deepspeed_json))
+def run_preflight(resolved: ResolvedTraining, student_dir: str | Path) -> None:
+    """All start-up checks for one resolved run; raises PreflightError on the first problem.
+    (Batch arithmetic and the ZeRO stage were checked when the run was resolved.)"""
+    if resolved.deepspeed is not None:
+        check_deepspeed_config(resolved.deepspeed, resolved, source=resolved.deepspeed_source or "")
     check_student(student_dir)

@@ -1,16 +1,17 @@
 """The one training loop: supervised fine-tuning of a student on prompt/completion parquet files.
 
 Runs under `accelerate launch` (or torchrun, SLURM `srun`, Ray Train) on 1..N processes, CPU (gloo)
-or GPU (NCCL), one node or many. ZeRO stage, offload and precision come from the DeepSpeed JSON
-the launch names (configs/deepspeed/); its "auto" entries are filled from the `training` section.
+or GPU (NCCL), one node or many. Its only argument is the job file its launcher wrote
+(training/job.py): the training section already resolved (ZeRO stage, the DeepSpeed JSON itself,
+micro-batch, accumulation, world size) with the job's paths. Nothing here re-reads the run YAML.
 
     accelerate launch --config_file configs/accelerate/cpu.yaml \\
         --deepspeed_config_file configs/deepspeed/zero2.json --num_processes 2 \\
-        -m training.train --config runs/x/config.resolved.yaml --data runs/x/data/ld \\
-        --student runs/x/students/init --out runs/x/students/ld --run-dir runs/x --job train_ld
+        -m training.train --job-file runs/x/jobs/train_ld.json
 
-(`launch/train_launcher.py` builds exactly this command.) Re-running the same command after a kill
-resumes from the newest checkpoint in `<run-dir>/checkpoints/<job>` (training.resume=auto).
+(`launch/train_launcher.py` resolves the job, writes the file and builds exactly this command; its
+`--dry-run` does the first two only.) Re-running the launch after a kill resumes from the newest
+checkpoint in `<run-dir>/checkpoints/<job>` (training.resume=auto).
 """
 
 from __future__ import annotations
@@ -23,40 +24,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from configs.ltr_schema import LtrLossSettings
-from configs.training_schema import (StudentConfig, TrainingConfig, accumulation_steps, effective_learning_rate,
-                                     global_batch_rows)
-from generation.storage.tracking import Tracker, WandbConfig
+from configs.training_schema import effective_learning_rate
+from generation.storage.tracking import Tracker
 from training import checkpoints as ckpt
 from training.data_plan import DataPlan, build_rows, eval_batches, make_collate, model_inputs, split_eval
-from training.distributed import deepspeed_json_path, deepspeed_stage, make_accelerator
+from training.distributed import make_accelerator
 from training.export import export_checkpoint
 from training.losses import completion_loss_sum, completion_token_hits
 from training.metrics import StepStats, max_over_ranks, measure_peak_flops, peak_memory_bytes
 from training.optim import build_optimizer, lr_at, set_lr
-from training.preflight import PreflightError, read_deepspeed_json, run_preflight
+from training.job import RunConfig, TrainingJob, prepare_job, read_job, resolve_job
+from training.preflight import PreflightError
 from training.sft_data import IGNORE_INDEX, encode_rows, read_sft_rows
-
-
-@dataclass
-class RunConfig:
-    student: StudentConfig
-    training: TrainingConfig
-    wandb: WandbConfig
-    ltr_loss: LtrLossSettings | None = None  # set: Learn-to-Reason objective (training/ltr_objective.py)
-
-
-def load_run_config(path: str | Path) -> RunConfig:
-    """Only our sections of a resolved run config; the rest belongs to other stages."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a run config must be a mapping of sections")
-    return RunConfig(student=StudentConfig.model_validate(raw.get("student") or {}),
-                     training=TrainingConfig.model_validate(raw.get("training") or {}),
-                     wandb=WandbConfig.model_validate(raw.get("wandb") or {}),
-                     ltr_loss=LtrLossSettings.model_validate(raw["ltr_loss"]) if raw.get("ltr_loss") else None)
 
 
 @dataclass
@@ -136,17 +115,17 @@ def evaluate(session: Session) -> dict:
     return {"eval_loss": loss_sum / max(n, 1.0), "eval_token_accuracy": hits / max(n, 1.0), "eval_tokens": n}
 
 
-def _fingerprint(run_cfg: RunConfig, peak_lr: float, total_steps: int, plan: DataPlan) -> dict:
+def _fingerprint(job: TrainingJob, peak_lr: float, total_steps: int, plan: DataPlan) -> dict:
     """What must match for a resume to continue the same run (process count and split may change)."""
-    cfg = run_cfg.training
+    cfg = job.training.settings
     fingerprint = {
-        "student": run_cfg.student.model_dump(mode="json"), "seed": cfg.seed, "peak_lr": peak_lr,
+        "student": job.student.model_dump(mode="json"), "seed": cfg.seed, "peak_lr": peak_lr,
         "total_steps": total_steps, "lr_schedule": cfg.lr_schedule, "warmup_ratio": cfg.warmup_ratio,
         "min_lr_ratio": cfg.min_lr_ratio, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
         "packing": cfg.packing, "lora": cfg.lora.model_dump(mode="json") if cfg.lora else None,
         "mixed_precision": cfg.mixed_precision, "rows_per_step": plan.rows_per_step, "train_rows": len(plan.rows)}
-    if run_cfg.ltr_loss is not None:  # only then: fingerprints of plain SFT checkpoints stay as they were
-        fingerprint["ltr_loss"] = run_cfg.ltr_loss.model_dump(mode="json")
+    if job.ltr_loss is not None:  # only then: fingerprints of plain SFT checkpoints stay as they were
+        fingerprint["ltr_loss"] = job.ltr_loss.model_dump(mode="json")
     return fingerprint
 
 
@@ -161,42 +140,49 @@ def _needs_universal(saved: dict, world: int, stage: int | None) -> bool:
     return stage is not None and (saved["world_size"] != world or saved_stage != stage) and max(saved_stage, stage) > 0
 
 
-def setup(run_cfg: RunConfig, data: list[str], student_dir: Path, checkpoint_root: Path) -> Session:
+def _check_world_size(resolved_world: int) -> int:
+    """The processes this launch started. Checked on every rank because the launch that started them
+    (a hand-written `accelerate launch -n 4`) may not be the one the job was resolved for."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by every launcher before the process starts
+    if world != resolved_world:
+        raise PreflightError(f"the job was resolved for {resolved_world} process(es) but this launch started "
+                             f"{world}; resolve it again through launch/train_launcher.py for this process count")
+    return world
+
+
+def setup(job: TrainingJob, checkpoint_root: Path) -> Session:
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer
 
     from training.model_setup import load_student
     from training.model_size import flops_model_from_hf_config
 
-    cfg = run_cfg.training
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by every launcher before the process starts
-    ds_path = deepspeed_json_path(cfg)
-    ds_config = read_deepspeed_json(ds_path) if ds_path else None
-    run_preflight(cfg, student_dir, ds_path, world)  # before any process group, model or data work
+    resolved, cfg = job.training, job.training.settings
+    data, student_dir = job.data, Path(job.student_dir)
+    world = _check_world_size(resolved.world_size)
     resumed_from = ckpt.resolve_resume(cfg.resume, checkpoint_root)
     saved = ckpt.read_trainer_state(resumed_from) if resumed_from else {}
-    universal = bool(saved) and _needs_universal(saved, world, deepspeed_stage(ds_config))
-    accelerator = make_accelerator(cfg, accumulation_steps(cfg, world), ds_config, load_universal=universal)
+    universal = bool(saved) and _needs_universal(saved, world, resolved.zero_stage)
+    accelerator = make_accelerator(resolved, load_universal=universal)
     if accelerator.num_processes != world:
         raise RuntimeError(f"WORLD_SIZE={world} but the process group has {accelerator.num_processes} processes")
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
-    if run_cfg.ltr_loss is not None:
+    if job.ltr_loss is not None:
         from training.ltr_objective import ltr_examples_and_collate
 
-        examples, collate, objective = ltr_examples_and_collate(tokenizer, data, run_cfg, student_dir)
+        examples, collate, objective = ltr_examples_and_collate(tokenizer, job)
     else:
-        examples = encode_rows(tokenizer, read_sft_rows(data), run_cfg.student.max_seq_len)
+        examples = encode_rows(tokenizer, read_sft_rows(data), job.student.max_seq_len)
         collate, objective = make_collate(tokenizer.pad_token_id, cfg.packing), None
     train_examples, held_out = split_eval(examples, cfg.eval_fraction, cfg.seed)
-    plan = DataPlan(build_rows(train_examples, cfg.packing, run_cfg.student.max_seq_len),
-                    global_batch_rows(cfg, world), cfg.per_device_batch_size, world, accelerator.process_index,
-                    cfg.seed, collate)
-    eval_set = eval_batches(held_out, cfg.per_device_batch_size, world, accelerator.process_index, collate,
-                            cfg.packing, run_cfg.student.max_seq_len)
-    peak_lr = effective_learning_rate(cfg, run_cfg.student)
+    plan = DataPlan(build_rows(train_examples, cfg.packing, job.student.max_seq_len),
+                    resolved.rows_per_step, resolved.micro_batch, world, accelerator.process_index, cfg.seed, collate)
+    eval_set = eval_batches(held_out, resolved.micro_batch, world, accelerator.process_index, collate,
+                            cfg.packing, job.student.max_seq_len)
+    peak_lr = effective_learning_rate(cfg, job.student)
     total_steps = cfg.max_steps or math.ceil(cfg.epochs * plan.steps_per_epoch)
-    fingerprint = _fingerprint(run_cfg, peak_lr, total_steps, plan)
+    fingerprint = _fingerprint(job, peak_lr, total_steps, plan)
     if saved:
         differences = ckpt.fingerprint_differences(saved["fingerprint"], fingerprint)
         if differences and cfg.resume == "auto":
@@ -207,7 +193,7 @@ def setup(run_cfg: RunConfig, data: list[str], student_dir: Path, checkpoint_roo
             accelerator.print(f"warning: resuming {resumed_from} although {'; '.join(differences)}")
     model = load_student(student_dir, cfg)
     flops = flops_model_from_hf_config(model.config)
-    optimizer = build_optimizer(model, cfg, peak_lr, ds_config)
+    optimizer = build_optimizer(model, cfg, peak_lr, resolved.deepspeed)
     model, optimizer = accelerator.prepare(model, optimizer)
     if resumed_from:
         _restore(accelerator, model, resumed_from, universal)
@@ -259,9 +245,9 @@ def _log_row(session: Session, stats: StepStats, lr: float, step: int, grad_norm
     return row
 
 
-def train_loop(session: Session, run_cfg: RunConfig, tracker: Tracker | None, job: str) -> dict:
+def train_loop(session: Session, training_job: TrainingJob, tracker: Tracker | None) -> dict:
     """Optimizer steps from `session.start_step` to `session.total_steps`; logs, evals and saves on the way."""
-    cfg, accelerator = run_cfg.training, session.accelerator
+    cfg, accelerator, job = training_job.training.settings, session.accelerator, training_job.name
     session.model.train()
     step, stats, last = session.start_step, StepStats(), {}
     totals = {"tokens": 0.0, "flops": 0.0}  # over the whole loop (every step is inside some log window)
@@ -287,8 +273,7 @@ def train_loop(session: Session, run_cfg: RunConfig, tracker: Tracker | None, jo
                 tracker.log(metrics, step=step)
         if cfg.save_every and step % cfg.save_every == 0:
             state = {"world_size": accelerator.num_processes, "fingerprint": session.fingerprint,
-                     "deepspeed_stage": deepspeed_stage(accelerator.state.deepspeed_plugin.deepspeed_config)
-                     if accelerator.state.deepspeed_plugin else None,
+                     "deepspeed_stage": training_job.training.zero_stage,
                      "wandb_run_id": tracker.run_id if tracker else None, "job": job}
             ckpt.save_checkpoint(accelerator, session.checkpoint_root, step, state, cfg.keep_last)
     return {**last, "steps": step, "train_tokens": totals["tokens"], "train_flops": totals["flops"]}
@@ -302,17 +287,18 @@ def _truncate_side_log(run_dir: Path, job: str, step: int) -> None:
         path.write_text("".join(line + "\n" for line in rows if (json.loads(line).get("step") or 0) <= step))
 
 
-def _start_tracker(session: Session, run_cfg: RunConfig, run_dir: Path, job: str, data: list[str]) -> Tracker:
+def _start_tracker(session: Session, training_job: TrainingJob) -> Tracker:
     """Rank 0's W&B run: the id stored in the checkpoint (or run.json) continues the same run."""
-    root = session.checkpoint_root
+    root, run_dir, job = session.checkpoint_root, Path(training_job.run_dir), training_job.name
     run_info = root / ckpt.RUN_INFO
     run_id = session.saved_state.get("wandb_run_id")
     if run_id is None and run_info.is_file():
         run_id = json.loads(run_info.read_text()).get("wandb_run_id")
     if session.start_step:
         _truncate_side_log(run_dir, job, session.start_step)
-    tracker = Tracker(run_dir, run_cfg.wandb, job, run_id=run_id, config={
-        "student": run_cfg.student.model_dump(), "training": run_cfg.training.model_dump(), "data": data,
+    tracker = Tracker(run_dir, training_job.wandb, job, run_id=run_id, config={
+        "student": training_job.student.model_dump(), "training": training_job.training.model_dump(),
+        "data": training_job.data,
         "train_rows": len(session.plan.rows), "total_steps": session.total_steps, "peak_lr": session.peak_lr,
         "num_processes": session.accelerator.num_processes, "rows_per_step": session.plan.rows_per_step})
     root.mkdir(parents=True, exist_ok=True)
@@ -320,20 +306,22 @@ def _start_tracker(session: Session, run_cfg: RunConfig, run_dir: Path, job: str
     return tracker
 
 
-def run(run_cfg: RunConfig, data: list[str], student_dir: Path, out_dir: Path, run_dir: Path, job: str,
-        checkpoint_root: Path | None = None) -> Path:
+def run(training_job: TrainingJob) -> Path:
+    """Train the resolved job in this process (one rank of its launch); return the exported checkpoint."""
     started = time.perf_counter()
-    checkpoint_root = Path(checkpoint_root or run_cfg.training.checkpoint_dir or run_dir / "checkpoints" / job)
-    session = setup(run_cfg, data, student_dir, checkpoint_root)
+    cfg, job = training_job.training.settings, training_job.name
+    out_dir, student_dir = Path(training_job.out_dir), Path(training_job.student_dir)
+    checkpoint_root = Path(cfg.checkpoint_dir or Path(training_job.run_dir) / "checkpoints" / job)
+    session = setup(training_job, checkpoint_root)
     accelerator, tracker = session.accelerator, None
     if accelerator.is_main_process:
         ckpt.clean_partial_saves(checkpoint_root)
-        tracker = _start_tracker(session, run_cfg, run_dir, job, data)
+        tracker = _start_tracker(session, training_job)
         where = f", resuming at step {session.start_step} from {session.resumed_from}" if session.resumed_from else ""
         accelerator.print(f"[{job}] {len(session.plan.rows)} rows, {accelerator.num_processes} process(es), "
                           f"{session.total_steps} optimizer steps, peak lr {session.peak_lr:g}{where}")
     loop_started = time.perf_counter()
-    last = train_loop(session, run_cfg, tracker, job)
+    last = train_loop(session, training_job, tracker)
     loop_seconds = time.perf_counter() - loop_started
     run_rates = _run_rates(last, loop_seconds, accelerator.num_processes, session.peak_flops)
     final_eval = evaluate(session) if session.eval_set else {}
@@ -341,8 +329,7 @@ def run(run_cfg: RunConfig, data: list[str], student_dir: Path, out_dir: Path, r
         tracker.log(final_eval, step=last["steps"])
     probe = session.plan.collate(session.plan.rows[:2])
     check = export_checkpoint(accelerator, session.model, session.tokenizer, out_dir, student_dir=student_dir,
-                              lora=run_cfg.training.lora, probe_batch=probe,
-                              strict=run_cfg.training.mixed_precision == "no")
+                              lora=cfg.lora, probe_batch=probe, strict=cfg.mixed_precision == "no")
     if tracker is not None:
         summary = {"final_loss": last.get("loss"), "steps": last["steps"], "loop_seconds": loop_seconds,
                    "total_seconds": time.perf_counter() - started, "train_rows": len(session.plan.rows),
@@ -366,25 +353,25 @@ def _run_rates(last: dict, seconds: float, world: int, peak_flops: float | None)
     return rates
 
 
+def run_in_process(run_cfg: RunConfig, data, student_dir, out_dir, run_dir, job: str) -> Path:
+    """Train `job` in this interpreter, one process without DeepSpeed: this is its own launcher, so it
+    resolves, checks and writes the job once, then runs the object it resolved."""
+    training_job = resolve_job(run_cfg, data, student_dir, out_dir, run_dir, job, deepspeed=False, world_size=1)
+    prepare_job(training_job)
+    return run(training_job)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Fine-tune a student on prompt/completion parquet files.")
-    parser.add_argument("--config", required=True, help="resolved run config YAML (student/training/wandb)")
-    parser.add_argument("--data", required=True, nargs="+", help="parquet files or directories of them")
-    parser.add_argument("--student", required=True, help="HF checkpoint directory to start from")
-    parser.add_argument("--out", required=True, help="where the trained checkpoint is exported")
-    parser.add_argument("--run-dir", required=True, help="run directory (metrics, W&B files, checkpoints)")
-    parser.add_argument("--job", default="train", help="job name: W&B job type, metrics/<job>.jsonl, checkpoints/<job>")
-    parser.add_argument("--resume", default=None, help="override training.resume: auto, never, or a checkpoint path")
+    parser = argparse.ArgumentParser(description="Fine-tune a student: one rank of a launch of a resolved job.")
+    parser.add_argument("--job-file", required=True, type=Path,
+                        help="the resolved job a launcher wrote (<run-dir>/jobs/<job>.json, training/job.py)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    run_cfg = load_run_config(args.config)
-    if args.resume is not None:
-        run_cfg.training = run_cfg.training.model_copy(update={"resume": args.resume})
-    run(run_cfg, args.data, Path(args.student), Path(args.out), Path(args.run_dir), args.job)
+    run(read_job(args.job_file))
 
 
 if __name__ == "__main__":

@@ -62,14 +62,15 @@ def example_lengths(student: Path, rows: list[dict], max_seq_len: int) -> list[i
 def run_ours(student: Path, data: Path, work: Path, args, packing: bool) -> dict:
     from configs.training_schema import StudentConfig, TrainingConfig
     from generation.storage.tracking import WandbConfig
-    from training.train import RunConfig, run
+    from training.job import RunConfig
+    from training.train import run_in_process
 
-    cfg = RunConfig(StudentConfig(preset=args.preset, vocab_size=1024, max_seq_len=args.max_seq_len),
-                    TrainingConfig(epochs=1, per_device_batch_size=args.batch, learning_rate=1e-3, warmup_ratio=0.0,
-                                   packing=packing, save_every=None, log_every=10**6, seed=1,
-                                   mixed_precision="bf16" if args.precision == "bf16" else "no"),
-                    WandbConfig(mode="disabled"))
-    run(cfg, [str(data)], student, work / "out", work, "bench")
+    training = TrainingConfig(epochs=1, per_device_batch_size=args.batch, learning_rate=1e-3, warmup_ratio=0.0,
+                              packing=packing, save_every=None, log_every=10**6, seed=1,
+                              mixed_precision="bf16" if args.precision == "bf16" else "no")
+    cfg = RunConfig(student=StudentConfig(preset=args.preset, vocab_size=1024, max_seq_len=args.max_seq_len),
+                    training=training, wandb=WandbConfig(mode="disabled"))
+    run_in_process(cfg, [str(data)], student, work / "out", work, "bench")
     summary = json.loads((work / "out" / "training_summary.json").read_text())
     return {"seconds": summary["loop_seconds"], "tokens": summary["train_tokens"], "steps": summary["steps"],
             "final_loss": summary["final_loss"]}
