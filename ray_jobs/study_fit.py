@@ -3,15 +3,18 @@
 Pure numpy. The exponent's standard error comes from the ordinary least-squares residuals; its 95%
 interval from a bootstrap over the points (resampled with replacement), which stays honest when a
 few seeds per size make the residuals far from normal. Points with x <= 0 or y <= 0 have no
-logarithm: they are dropped and counted, never silently clipped.
+logarithm: they are dropped and counted, never silently clipped. `fit_by_method` fits one law per
+method over a study's trial rows (shared by the report and the plots, so neither imports the other).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+X_AXES = {"parameters": "parameters", "training_flops": "train_flops"}  # `against` -> trial-row column
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,16 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], bootstrap: int = 2000,
             slopes.append(_least_squares(lx[pick], ly[pick])[1])
     low, high = (np.percentile(slopes, [2.5, 97.5]) if slopes else (float("nan"), float("nan")))
     return PowerLawFit(float(np.exp(intercept)), slope, se, (float(low), float(high)), r2, n, int((~keep).sum()))
+
+
+def fit_by_method(rows: list[dict[str, Any]], metric: str, against: str) -> dict[str, PowerLawFit | str]:
+    """One power law per method over all its trials (seeds are separate points); a reason when none fits."""
+    column = X_AXES[against]
+    fits: dict[str, PowerLawFit | str] = {}
+    for method in sorted({r["method"] for r in rows}):
+        mine = [r for r in rows if r["method"] == method and r.get(column) and r.get(metric) is not None]
+        try:
+            fits[method] = fit_power_law([r[column] for r in mine], [r[metric] for r in mine])
+        except ValueError as exc:
+            fits[method] = f"no fit: {exc}"
+    return fits

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ray_jobs.study_fit import PowerLawFit
+from ray_jobs.study_fit import X_AXES, PowerLawFit, fit_by_method
 
 COLOURS = {"ld": "#4c72b0", "kd": "#c44e52"}
 LABELS = {"parameters": "parameters", "train_flops": "training compute (FLOPs)"}
@@ -117,8 +117,6 @@ def plot_teacher_cost(cost_curves: dict[str, list[tuple[int, float, float]]], da
 def plot_all(study_dir: Path, rows: list[dict[str, Any]], metric: str, fits: dict[str, Any], against: str,
              teacher: dict[str, dict[str, Any]], cost_curves: dict[str, list[tuple[int, float, float]]]
              ) -> dict[str, Path]:
-    from ray_jobs.study_report import X_AXES, fit_by_method
-
     other = "training_flops" if against == "parameters" else "parameters"
     fits_for = {against: fits, other: fit_by_method(rows, metric, other)}
     return {

@@ -10,13 +10,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ray_jobs.study_fit import PowerLawFit, fit_power_law
+from ray_jobs.study_fit import PowerLawFit, fit_by_method
+from ray_jobs.study_plots import plot_all
 
 COLUMNS = ("name", "method", "student", "data_size", "seed", "success_rate", "valid_rate", "mean_steps",
            "parameters", "non_embedding_parameters", "flops_per_token", "train_flops", "train_tokens",
            "tokens_per_s", "final_loss", "train_wall_s", "wall_s", "teacher_input_tokens", "teacher_output_tokens",
            "teacher_cost_usd", "episodes")
-X_AXES = {"parameters": "parameters", "training_flops": "train_flops"}
 
 
 def fmt(value: Any) -> str:
@@ -67,19 +67,6 @@ def seed_means(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["method"], r["data_size"], r["parameters"] or 0))
 
 
-def fit_by_method(rows: list[dict[str, Any]], metric: str, against: str) -> dict[str, PowerLawFit | str]:
-    """One power law per method over all its trials (seeds are separate points); a reason when none fits."""
-    column = X_AXES[against]
-    fits: dict[str, PowerLawFit | str] = {}
-    for method in sorted({r["method"] for r in rows}):
-        mine = [r for r in rows if r["method"] == method and r.get(column) and r.get(metric) is not None]
-        try:
-            fits[method] = fit_power_law([r[column] for r in mine], [r[metric] for r in mine])
-        except ValueError as exc:
-            fits[method] = f"no fit: {exc}"
-    return fits
-
-
 def study_markdown(name: str, rows: list[dict[str, Any]], failures: list[dict[str, Any]], metric: str,
                    against: str, fits: dict[str, PowerLawFit | str], teacher: dict[str, dict[str, Any]]) -> str:
     columns = table_columns(rows, metric)
@@ -111,7 +98,5 @@ def write_report(study_dir: Path, name: str, rows: list[dict[str, Any]], failure
     csv_path = write_csv(rows, columns, study_dir / "study.csv")
     md_path = study_dir / "study.md"
     md_path.write_text(study_markdown(name, rows, failures, metric, against, fits, teacher))
-    from ray_jobs.study_plots import plot_all
-
     plots = plot_all(study_dir, rows, metric, fits, against, teacher, cost_curves) if rows else {}
     return {"csv": csv_path, "markdown": md_path, "plots": plots, "fits": fits, "columns": columns}

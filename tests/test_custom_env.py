@@ -177,6 +177,35 @@ def test_register_env_rejects_bad_registrations_and_unknown_names():
                                                  ["step_left", "step_towards"])[0] == "step_towards"
 
 
+def test_one_env_class_under_two_names_keeps_each_names_expert(monkeypatch):
+    """Both registrations build a LineWalkEnv (env.name 'line_walk'); the teacher must ask the expert
+    registered under task.env, not the one of env.name."""
+    from generation.ld import prompts
+    from generation.ld.envs import registry
+    from generation.ld.workers import teacher_service
+    from generation.teachers.base import TeacherRequest
+
+    monkeypatch.setattr(registry, "ENV_FACTORIES", dict(registry.ENV_FACTORIES))
+    monkeypatch.setattr(registry, "EXPERTS", dict(registry.EXPERTS))
+
+    def expert(reply: str) -> SimpleNamespace:
+        return SimpleNamespace(function_base_reply=lambda: reply, expert_select=expert_select)
+
+    register_env("short_walk", lambda task: LineWalkEnv(length=3), expert=expert("the short walk's base"))
+    register_env("long_walk", lambda task: LineWalkEnv(length=30), expert=expert("the long walk's base"))
+    for name in ("short_walk", "long_walk"):
+        cfg = RunConfig.model_validate({"task": {"env": name}})
+        env = make_env(cfg.task)
+        assert env.name == "line_walk"
+        request = TeacherRequest(messages=prompts.function_base_messages(env.name, env.rules_text(), env.stages))
+        service = teacher_service(cfg)
+        try:
+            [reply] = service.complete([request])
+        finally:
+            service.close()
+        assert reply.text == f"the {name.replace('_', ' ')}'s base"
+
+
 def test_expert_teacher_plays_it_in_an_eval_worker(tmp_path):
     """The generic machinery, in-process: function base validation, retrieval, sandbox, expert teacher."""
     from generation.ld.functions.function_base import build_function_base

@@ -85,6 +85,26 @@ def test_garbage_action_policy(cfg):
     assert episodes[0].result["invalid"] == episodes[0].result["decisions"] > 0
 
 
+def test_kd_prompt_asks_the_question_of_its_env(cfg):
+    """The KD prompt's last line is the env's `action_question`: pursuit's prompt is unchanged, other envs
+    get the generic default."""
+    from generation.ld.envs.base import DecisionEnv
+    from generation.ld.envs.twentyone.env import TwentyOneEnv
+    from generation.ld.kd_prompts import student_action_prompt
+
+    asked = []
+
+    class Recorder:
+        def act(self, requests):
+            asked.extend(requests)
+            return [PolicyReply("Action: null") for _ in requests]
+
+    play_by_actions(start_episodes(lambda: make_env(cfg.task), [1_000_003], "q"), Recorder())
+    assert asked and {r.question for r in asked} == {"Decide the joint action."}
+    assert student_action_prompt("Go.", "s", asked[0].question) == "Instruction: Go.\nState:\ns\nDecide the joint action."
+    assert TwentyOneEnv.action_question == DecisionEnv.action_question == "Decide the action."
+
+
 def test_majority_policy_uses_most_common_sequence(cfg, base_path):
     worker = TeacherDemoWorker(cfg, base_path)
     try:

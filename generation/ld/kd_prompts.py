@@ -10,8 +10,9 @@ from generation.prompts.calls import MAX_REPLY_CHARS, ParseError
 ACTION_PREFIX = "Action:"
 
 
-def student_action_prompt(instruction: str, state_text: str) -> str:
-    return f"Instruction: {instruction}\nState:\n{state_text}\nDecide the joint action."
+def student_action_prompt(instruction: str, state_text: str, question: str) -> str:
+    """`question` is the environment's `action_question` (pursuit: "Decide the joint action.")."""
+    return f"Instruction: {instruction}\nState:\n{state_text}\n{question}"
 
 
 def render_action(decision: Any) -> str:

@@ -125,7 +125,8 @@ def _action_record(p: _Pending, decision: Any) -> RawActionRecord:
     return RawActionRecord(env=ep.env.name, episode_id=ep.episode_id, seed=ep.seed, step=p.step,
                            instruction=ep.instruction.text, state_text=p.state_text,
                            action=json.dumps(decision, sort_keys=True),
-                           prompt=kd.student_action_prompt(ep.instruction.text, p.state_text),
+                           prompt=kd.student_action_prompt(ep.instruction.text, p.state_text,
+                                                            ep.env.action_question),
                            completion=kd.render_action(decision))
 
 
@@ -181,7 +182,8 @@ def play_by_actions(episodes: list[Episode], policy, on_step: Callable[[int], No
     """Run every episode with a policy that emits raw decisions (the KD baseline)."""
     while live := [e for e in episodes if not e.done]:
         pending = [_Pending(e, e.env.state(), e.env.render(), e.steps) for e in live]
-        replies = policy.act([ActionRequest(p.episode.instruction.text, p.state_text) for p in pending])
+        replies = policy.act([ActionRequest(p.episode.instruction.text, p.state_text, p.episode.env.action_question)
+                               for p in pending])
         for p, reply in zip(pending, replies):
             try:
                 decision = kd.parse_action(reply.text)

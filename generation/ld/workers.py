@@ -31,8 +31,8 @@ def teacher_service(cfg: Any, hooks: Any = None, max_reasks: int = 0):
 
     context = {}
     if cfg.teacher.backend == "expert":
-        env = make_env(cfg.task)
-        context = {"env": env, "expert": expert_for(env.name)}
+        # the expert registered under `task.env`, not `env.name`: one env class may be registered twice
+        context = {"env": make_env(cfg.task), "expert": expert_for(cfg.task.env)}
     return TeacherService(cfg.teacher, hooks, max_reasks=max_reasks, **context)
 
 

@@ -135,6 +135,7 @@ class DecisionEnv(ABC):
     name: str
     stages: list[str]
     breakdown_keys: tuple[str, ...] = ("kind",)  # episode_metrics() keys results are broken down by
+    action_question: str = "Decide the action."  # last line of the KD baseline's prompt: what it must decide
 
     @abstractmethod
     def rules_text(self) -> str: ...

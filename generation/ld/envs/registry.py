@@ -102,7 +102,9 @@ def make_env(task_cfg: Any) -> DecisionEnv:
 
 
 def expert_for(env_name: str) -> Any:
-    """The scripted expert of an environment (what the offline expert teacher consults)."""
+    """The scripted expert registered under `env_name`, the name given to `register_env` (`task.env`),
+    which is what the offline expert teacher consults; never look it up by `env.name`, which two
+    registrations of one env class share."""
     if env_name not in EXPERTS:
         raise ValueError(f"environment {env_name!r} has no scripted expert; register one with register_env or "
                          "use an LLM teacher backend (teacher.backend=openai)")

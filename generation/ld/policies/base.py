@@ -30,6 +30,7 @@ class ActionRequest:
 
     instruction: str
     state_text: str
+    question: str  # the environment's `action_question`
 
 
 @dataclass(frozen=True)

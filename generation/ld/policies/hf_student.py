@@ -73,5 +73,5 @@ class HFStudentPolicy:
         return [PolicyReply(t) for t in self._generate(prompts, forced)]
 
     def act(self, requests: list[ActionRequest]) -> list[PolicyReply]:
-        return [PolicyReply(t) for t in self._generate([kd.student_action_prompt(r.instruction, r.state_text)
-                                                        for r in requests])]
+        prompts = [kd.student_action_prompt(r.instruction, r.state_text, r.question) for r in requests]
+        return [PolicyReply(t) for t in self._generate(prompts)]

@@ -43,6 +43,7 @@ def captured_evaders(old_p: dict[str, Cell], new_p: dict[str, Cell], old_e: dict
 class PursuitEnv(DecisionEnv):
     name = "pursuit"
     stages = ["target", "move"]
+    action_question = "Decide the joint action."  # one move per pursuer
 
     def __init__(self, config: PursuitConfig | None = None):
         self.config = config or PursuitConfig()
