@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logic-distill", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("run", "the whole pipeline"), ("generate", "function base + teacher demonstrations"),
+    for name, text in (("run", "Logic Distillation, every stage"), ("generate", "function base + teacher demonstrations"),
                        ("train", "fine-tune the students"), ("evaluate", "held-out evaluation and results"),
                        ("ltr", "Learn-to-Reason: exam, tailored feedback, rounds, ablations"),
                        ("doc", "Divide-or-Conquer: distil the decomposer, cost every pipeline")):
@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--method", action="append", choices=["ld", "kd"],
                            help="student to train (repeat for several; default: ld and kd)")
+    # parsed by launch/study_cli.py (own options); listed here so that --help names every command
+    sub.add_parser("study", help="scaling study over student sizes, methods and seeds (Ray or --slurm)",
+                   add_help=False)
+    sub.add_parser("sizes", help="parameters and FLOPs of every size preset", add_help=False)
     return parser
 
 

@@ -121,3 +121,12 @@ def test_every_config_field_rejects_a_value_of_the_wrong_kind_naming_the_field(p
         load_config(None, [f"{path}=not_a_valid_value_x"], RunConfig)
     message = str(info.value)
     assert path in message or path.rsplit(".", 1)[-1] in message, message
+
+
+def test_help_names_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    listed = capsys.readouterr().out.split("positional arguments:")[1].split("options:")[0]
+    for command in ("run", "generate", "train", "evaluate", "ltr", "doc", "study", "sizes"):
+        assert f"\n    {command} " in listed, listed
