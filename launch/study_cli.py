@@ -55,7 +55,7 @@ def sizes_table(vocab_size: int, seq_len: int) -> str:
 
 def run_study(plan) -> dict:
     """Data once per group, every unfinished trial on Ray, then the report."""
-    from launch import study as st
+    from ray_jobs import study as st
     from ray_jobs.stages import console
     from launch.study_trial import run_trial
     from ray_jobs.cluster import ensure_ray
@@ -86,7 +86,7 @@ def run_study(plan) -> dict:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from launch import study as st
+    from ray_jobs import study as st
 
     plan = st.plan_study(st.load_study(args.config, args.overrides), args.study_dir)
     if args.slurm:
@@ -110,7 +110,7 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _one_trial(plan, name: str) -> int:
-    from launch import study as st
+    from ray_jobs import study as st
     from launch.study_trial import run_trial
     from ray_jobs.sweep import finished_result, run_local
 

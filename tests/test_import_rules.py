@@ -144,6 +144,47 @@ def cycle_problems(imports: list[Import]) -> list[str]:
     return problems
 
 
+def _defined_names(path: Path) -> set[str]:
+    """Names a module defines or imports at its top level (what `from module import name` can find)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def missing_problems(root: Path) -> list[str]:
+    """Imports of the tree's own modules that name a module or a name that is not there (a function-level
+    import of a moved module fails only when that function runs)."""
+    files = {module_name(root, p): p for layer in LAYERS if (root / layer).is_dir() for p in (root / layer).rglob("*.py")}
+    problems = []
+    for module, path in sorted(files.items()):
+        for node in _statements(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                wanted = [(node.module, alias.name) for alias in node.names]
+            elif isinstance(node, ast.Import):
+                wanted = [(alias.name, None) for alias in node.names]
+            else:
+                continue
+            for target, name in wanted:
+                if target.split(".")[0] not in LAYERS:
+                    continue
+                if target not in files:
+                    missing = target
+                elif name and f"{target}.{name}" not in files and name not in _defined_names(files[target]):
+                    missing = f"{target}.{name}"
+                else:
+                    continue
+                problems.append(f"{path.relative_to(root)}:{node.lineno}: {module} imports {missing}, which does "
+                                f"not exist")
+    return problems
+
+
 def import_problems(root: Path) -> list[str]:
     imports = collect_imports(root)
     return rule_problems(imports) + cycle_problems(imports)
@@ -152,7 +193,7 @@ def import_problems(root: Path) -> list[str]:
 # ---- tests -------------------------------------------------------------------------------------
 def test_the_repository_keeps_the_import_rules():
     assert len(collect_imports(REPO)) > 100  # the checker really read the tree
-    problems = import_problems(REPO)
+    problems = import_problems(REPO) + missing_problems(REPO)
     assert not problems, "import rules broken:\n" + "\n".join(problems)
 
 
@@ -200,6 +241,19 @@ def test_the_checker_names_each_broken_rule_with_its_line(tmp_path):
     assert sum("generation/ld/rollout.py:5" in c and "training/loop.py:5" in c for c in cycles) == 1, cycles
     assert not any("launch.cli" in p for p in problems)  # under TYPE_CHECKING: exempt
     assert len(problems) == len(expected) + 3, problems  # cycles: a <-> b, rollout <-> loop, records -> rollout
+
+
+def test_an_import_of_a_module_or_name_that_is_not_there_is_named(tmp_path):
+    _write(tmp_path, {
+        "configs/__init__.py": "", "configs/schema.py": "X = 1\n",
+        "launch/__init__.py": "", "launch/cli.py": ("from configs.schema import X\n\n\ndef main():\n"
+                                                    "    from launch import study\n    from configs.schema import Y\n"
+                                                    "    import configs.gone\n"),
+    })
+    assert sorted(missing_problems(tmp_path)) == [
+        "launch/cli.py:5: launch.cli imports launch.study, which does not exist",
+        "launch/cli.py:6: launch.cli imports configs.schema.Y, which does not exist",
+        "launch/cli.py:7: launch.cli imports configs.gone, which does not exist"]
 
 
 def test_a_clean_tree_has_no_problems(tmp_path):
