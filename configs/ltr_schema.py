@@ -104,6 +104,11 @@ class FeedbackConfig(StrictModel):
     negatives_per_question: int = Field(1, ge=1, description="wrong student rationales kept per question")
     include_correct: bool = Field(True, description="also train on questions the student got right, with "
                                   "plain teacher rationales (no triplet): rounds do not forget what was known")
+    requests_per_unit: int = Field(32, ge=1, description="teacher requests per committed unit of a feedback batch "
+                                   "(and of the warm-up's): a kill redoes at most the unit in progress, from the "
+                                   "response cache for what was already answered")
+    max_reasks: int = Field(2, ge=0, description="re-asks of a reply without usable rationales before it becomes "
+                            "a rejection")
 
 
 class RoundsConfig(StrictModel):

@@ -7,7 +7,8 @@ training -> held-out evaluation, for the full method and its ablations.
 Every stage is skipped when its marker exists (ray_jobs/ltr_rounds.StageLog); a training cut off
 mid-way resumes from its own checkpoints. Layout of the run directory:
 students/<init|warmup|<arm>-r<k>>, exams/<name>.parquet, eval/<name>.parquet,
-data/feedback/<exam>-<tailored|plain>/{rows,rejections}.parquet, configs/<job>.yaml, stages/, results.*
+data/feedback/<exam>-<tailored|plain>/{manifest.jsonl,rows-*,rejections-*.parquet} (committed unit by unit,
+ray_jobs/ltr_feedback.py), data/teacher_cache.sqlite, configs/<job>.yaml, stages/, results.*
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from rich.console import Console
 
 from configs.loader import RESOLVED_NAME, save_resolved
 from configs.ltr_schema import LtrLossSettings, LtrRunConfig
-from generation.ltr.feedback import ask_teacher, build_requests, collect, warmup_requests
+from generation.ltr.feedback import build_requests, warmup_requests
 from generation.ltr.questions import load_splits
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.ltr.prompts import student_prompt
 from generation.storage.shards import read_records, write_shard
 from generation.storage.tracking import Tracker
 from ray_jobs.stages import StageError
+from ray_jobs.ltr_feedback import LtrTeacher, feedback_shards
 from ray_jobs.ltr_rounds import StageLog, accuracy, run_exam, solved_share
 
 console = Console(soft_wrap=True)
@@ -55,6 +57,7 @@ class LtrRun:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.stages = StageLog(self.run_dir)
         self.splits = load_splits(cfg.task)
+        self.teacher = LtrTeacher(cfg, self.run_dir)  # one for every stage that asks the teacher
 
     def _items(self, split: str) -> list[dict]:
         return [{"uid": q.uid, "question": q.question, "answer": q.answer} for q in self.splits[split]]
@@ -78,18 +81,19 @@ class LtrRun:
         questions = self.splits["warmup"]
         if self.cfg.warmup.rationales == "teacher":
             folder = self.feedback_dir("warmup", tailored=False)
-            stats = self.write_feedback(warmup_requests(questions, self.cfg.warmup.rationales_per_question),
-                                        0, "warmup", folder)
-            path = folder / "rows.parquet"
+            stats = self.teacher.write_feedback(warmup_requests(questions, self.cfg.warmup.rationales_per_question),
+                                                0, "warmup", folder, stage="ltr_warmup")
+            paths = feedback_shards(folder)
         else:
             missing = [q.uid for q in questions if not q.rationale]
             if missing:
                 raise StageError(f"warm-up questions without a gold rationale ({missing[:3]}...): this source has "
                                  "none (SVAMP); set warmup.rationales=teacher, or warmup.enabled=false and "
                                  "student.path to a pretrained student")
-            path, stats = self.run_dir / "data" / "warmup.parquet", {}
-            _write_rows([{"prompt": student_prompt(q.question), "completion": q.rationale} for q in questions], path)
-        return {**stats, **self.train("warmup", [path], init, self.student("warmup"), None, self.cfg.warmup.epochs)}
+            paths, stats = [self.run_dir / "data" / "warmup.parquet"], {}
+            _write_rows([{"prompt": student_prompt(q.question), "completion": q.rationale} for q in questions],
+                        paths[0])
+        return {**stats, **self.train("warmup", paths, init, self.student("warmup"), None, self.cfg.warmup.epochs)}
 
     def train(self, job: str, data: list[Path], start: Path, out: Path, loss: LtrLossSettings | None,
               epochs: float, learning_rate: float | None = None) -> dict:
@@ -140,19 +144,8 @@ class LtrRun:
         fb = self.cfg.feedback
         items = build_requests(exam, tailored, fb.rationales_per_question, fb.negatives_per_question,
                                fb.include_correct)
-        return self.write_feedback(items, round_index, exam_name, self.feedback_dir(exam_name, tailored))
-
-    def write_feedback(self, items: list, round_index: int, exam_name: str, folder: Path) -> dict:
-        """The teacher's replies to `items` as training rows (and rejections) in `folder`; their accounting."""
-        replies = ask_teacher(self.cfg.teacher, [i.request for i in items])
-        rows, rejected, stats = collect(items, replies, round_index, exam_name)
-        if not rows:
-            raise StageError(f"feedback on {exam_name}: no usable teacher rationale "
-                             f"({len(rejected)} rejected); see the teacher settings")
-        if rejected:
-            write_shard(rejected, folder / "rejections.parquet")
-        write_shard(rows, folder / "rows.parquet")
-        return stats
+        return self.teacher.write_feedback(items, round_index, exam_name, self.feedback_dir(exam_name, tailored),
+                                           stage="ltr_feedback")
 
     def feedback_dir(self, exam_name: str, tailored: bool) -> Path:
         return self.run_dir / "data" / "feedback" / f"{exam_name}-{'tailored' if tailored else 'plain'}"
@@ -167,7 +160,7 @@ class LtrRun:
                 f"feedback-{exam_name}-{'tailored' if plan['tailored'] else 'plain'}",
                 lambda: self.feedback(exam_name, plan["tailored"], r), self._skipped)
             job = f"{arm}-r{r}"
-            data = [self.feedback_dir(exam_name, plan["tailored"]) / "rows.parquet"]
+            data = feedback_shards(self.feedback_dir(exam_name, plan["tailored"]))
             trained = self.stages.run(f"train-{job}", lambda: self.train(
                 job, data, student, self.student(job), plan["loss"], plan["epochs"], self.cfg.rounds.learning_rate),
                 self._skipped)
@@ -184,6 +177,10 @@ class LtrRun:
         console.print(f"[dim]stage {name}: already done, skipped")
 
     def run(self) -> dict[str, list[dict]]:
+        with self.teacher:
+            return self._run()
+
+    def _run(self) -> dict[str, list[dict]]:
         init = self.build_initial()
         warm = self.student("warmup")
         if self.cfg.warmup.enabled:
@@ -205,7 +202,8 @@ def _write_rows(rows: list[dict], path: Path) -> None:
 
 def training_rows(run_dir: Path) -> list[LtrTrainingRecord]:
     """Every tailored/plain training row of a run, with its lineage."""
-    return read_records(sorted((Path(run_dir) / "data" / "feedback").glob("*/rows.parquet")), LtrTrainingRecord)
+    folders = sorted(p for p in (Path(run_dir) / "data" / "feedback").glob("*") if p.is_dir())
+    return read_records([path for folder in folders for path in feedback_shards(folder)], LtrTrainingRecord)
 
 
 def check_same_config(cfg: LtrRunConfig, run_dir: Path) -> None:

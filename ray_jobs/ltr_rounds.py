@@ -3,7 +3,8 @@ that lets a run of rounds resume at the last finished stage.
 
 Each stage (warm-up, an exam, a feedback batch, a round's training, an evaluation) writes its outputs
 first and its marker `<run_dir>/stages/<name>.json` (its summary) last, atomically. A rerun of the
-same run directory skips every stage with a marker and redoes the one that was cut off.
+same run directory skips every stage with a marker and redoes the one that was cut off (a feedback
+stage keeps the units it committed: `ray_jobs/ltr_feedback.py`).
 """
 
 from __future__ import annotations

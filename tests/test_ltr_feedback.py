@@ -5,7 +5,8 @@ import pytest
 
 from generation.ltr import tutor
 from generation.ltr.exam import grade
-from generation.ltr.feedback import ask_teacher, build_requests, collect
+from generation.ltr.feedback import (build_requests, collect, feedback_asks, feedback_units, ltr_teacher_service,
+                                     warmup_requests)
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.prompts.calls import ParseError
 from generation.ltr.prompts import parse_rationales, read_feedback_prompt, student_prompt, tailored_messages
@@ -68,6 +69,12 @@ def test_feedback_prompt_round_trip_and_parser_errors():
         parse_rationales("Rationale 1: it is four", 1)
 
 
+def ask_expert(items, stage: str = "ltr_feedback"):
+    """The offline expert teacher's answers, through the teacher service (no shared services: no Ray)."""
+    with ltr_teacher_service(TeacherConfig()) as service:
+        return service.ask(feedback_asks(items, stage))
+
+
 def exam_records(exam: str = "r0") -> list[ExamRecord]:
     """Two samples of one question: the first wrong, the second right; a second question right throughout."""
     other = make_problem(8, ArithmeticDifficulty(max_steps=2, max_base=12))
@@ -89,7 +96,7 @@ def test_training_record_lineage_through_parquet(tmp_path):
     exam = exam_records()
     items = build_requests(exam, tailored=True, rationales=2, negatives_per_question=1, include_correct=True)
     assert [i.request.request_id for i in items] == ["r0/q1/tailored-0", "r0/q2/known"]
-    rows, rejected, stats = collect(items, ask_teacher(TeacherConfig(), [i.request for i in items]), 1, "r0")
+    rows, rejected, stats = collect(items, ask_expert(items), 1, "r0")
     assert not rejected and stats["train_rows"] == 3 and stats["triplets"] == 2
     path = write_shard(rows, tmp_path / "rows.parquet")
     stored = read_records([path], LtrTrainingRecord)
@@ -115,7 +122,7 @@ def test_plain_feedback_ignores_the_students_rationale():
                            include_correct=False)
     [item] = items
     assert wrong_at(1) not in item.request.messages[-1]["content"]
-    rows, _, _ = collect(items, ask_teacher(TeacherConfig(), [item.request]), 1, "r0")
+    rows, _, _ = collect(items, ask_expert(items), 1, "r0")
     assert rows[0].completion == PROBLEM.rationale() and not rows[0].tailored
     assert rows[0].negative == wrong_at(1)  # the triplet still contrasts with the student's own mistake
 
@@ -126,3 +133,66 @@ def test_expert_refuses_questions_it_cannot_read():
     prompt = tailored_messages("What is the capital of France?", "Paris.", "1", 2)[-1]["content"]
     with pytest.raises(TeacherError, match="arithmetic problems only"):
         tutor.task_reply(prompt)
+
+
+def test_units_cut_a_batch_in_order_and_cover_it_once():
+    items = build_requests(exam_records(), tailored=True, rationales=2, negatives_per_question=1,
+                           include_correct=True) * 3  # 6 requests
+    units = feedback_units(items, 4)
+    assert [(i, len(unit)) for i, unit in units] == [(0, 4), (1, 2)]
+    assert [item for _, unit in units for item in unit] == items
+    assert feedback_units(items, 6) == [(0, items)] and feedback_units([], 4) == []
+
+
+class _Scripted:
+    """A backend whose replies are scripted per call (a TeacherService test seam)."""
+
+    def __init__(self, texts):
+        self.texts = list(texts)
+        self.asked = []
+
+    async def complete(self, request):
+        from generation.teachers.base import TeacherReply
+
+        self.asked.append(request)
+        return TeacherReply(request_id=request.request_id, text=self.texts.pop(0), finish_reason="stop",
+                            input_tokens=10, output_tokens=5, model="m", latency_s=0.0, attempts=1, cost_usd=0.5)
+
+    async def aclose(self):
+        pass
+
+
+def test_collect_over_answers_rows_from_values_rejections_from_the_service():
+    """The service re-asks an unparseable reply (with the format reminder) and rejects one still unusable;
+    collect keeps what parsed as rows and passes the rejection on, with its reason and number of asks."""
+    from generation.teachers.service import TeacherService
+
+    items = build_requests(exam_records(), tailored=True, rationales=2, negatives_per_question=1,
+                           include_correct=True)
+    good = "Rationale 1: A. The answer is 1.\nRationale 2: B. The answer is 1."
+    # call 1 (q1, q2): garbage, good; call 2 (re-ask of q1): garbage again -> rejected after 2 asks
+    backend = _Scripted(["no idea", good, "still no idea"])
+    with TeacherService(TeacherConfig(), max_reasks=1, backend=backend) as service:
+        answers = service.ask(feedback_asks(items, "ltr_feedback"))
+    rows, rejected, stats = collect(items, answers, 2, "r0")
+    [rejection] = rejected
+    assert (rejection.request_id, rejection.reason_kind, rejection.asks, rejection.stage) == \
+        ("r0/q1/tailored-0", "parse", 2, "ltr_feedback")
+    assert rejection.last_reply == "still no idea"
+    assert "`Rationale 1: ...`" in backend.asked[-1].messages[-1]["content"]  # LtR's own format reminder
+    # the known question asked for one rationale: the first of the reply
+    assert [(r.question_id, r.completion, r.positive, r.round) for r in rows] == \
+        [("q2", "A. The answer is 1.", None, 2)]
+    assert stats == {"teacher_requests": 2, "rejected": 1, "train_rows": 1, "triplets": 0, "teacher_cost_usd": 1.0,
+                     "teacher_input_tokens": 20, "teacher_output_tokens": 10}
+
+
+def test_warmup_answers_through_the_service_match_the_tutor():
+    from generation.ltr.questions import load_splits
+    from configs.ltr_schema import LtrTaskConfig
+
+    questions = load_splits(LtrTaskConfig(warmup_questions=3, train_questions=1, heldout_questions=1))["warmup"]
+    items = warmup_requests(questions, 3)
+    answers = ask_expert(items, "ltr_warmup")
+    assert all(a.ok and a.asks == 1 for a in answers)
+    assert [a.value for a in answers] == [tutor.plain_rationales(tutor.solve_steps(q.question), 3) for q in questions]

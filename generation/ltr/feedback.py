@@ -6,19 +6,25 @@ rationales each get a request: tailored (question + that rationale + gold answer
 anchor = rationale i, positive = rationale i+1 of the same reply, negative = the wrong rationale
 itself. Questions answered right throughout get one plain rationale without a triplet
 (`include_correct`), so a round does not forget what the student knew.
+
+This module says what LtR asks and how a reply is read (`feedback_asks`); the teacher service
+(`generation/teachers/service.py`) owns how it is asked: limiter, cache, re-asks, rejections, accounting.
+`collect` turns its answers into rows; `feedback_units` cuts a batch into the units committed one by one
+(`ray_jobs/ltr_feedback.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Any
 
+from generation.ltr.prompts import (parse_rationales, plain_messages, rationales_followup, student_prompt,
+                                    tailored_messages)
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
-from generation.prompts.calls import ParseError
-from generation.ltr.prompts import parse_rationales, plain_messages, student_prompt, tailored_messages
 from generation.storage.records import RejectionRecord
-from generation.teachers.base import TeacherError, TeacherReply, TeacherRequest
+from generation.teachers.base import TeacherRequest
+from generation.teachers.service import Ask, Answer
 
 
 @dataclass(frozen=True)
@@ -66,10 +72,22 @@ def warmup_requests(questions: list, rationales: int) -> list[FeedbackRequest]:
                             None) for q in questions]
 
 
-def rows_from_reply(item: FeedbackRequest, reply: TeacherReply, round_index: int, exam: str
-                    ) -> list[LtrTrainingRecord]:
-    """Training rows of one reply; ParseError when the reply holds no usable rationale."""
-    rationales = parse_rationales(reply.text, item.count)
+def feedback_units(items: list[FeedbackRequest], size: int) -> list[tuple[int, list[FeedbackRequest]]]:
+    """The batch cut into numbered units of `size` requests, in order: each unit is committed at once
+    (its rows and rejections, then its manifest line), so a rerun redoes at most the unit a kill cut off."""
+    return [(i, items[j:j + size]) for i, j in enumerate(range(0, len(items), size))]
+
+
+def feedback_asks(items: list[FeedbackRequest], stage: str) -> list[Ask]:
+    """What LtR asks: each request, read back as up to `count` rationales (the service re-asks or rejects
+    a reply without them)."""
+    return [Ask(item.request, parse=functools.partial(parse_rationales, n=item.count), stage=stage,
+                followup=rationales_followup) for item in items]
+
+
+def rows_from_rationales(item: FeedbackRequest, rationales: list[str], round_index: int, exam: str
+                         ) -> list[LtrTrainingRecord]:
+    """Training rows of one request's parsed rationales: anchor i, positive i+1, the wrong sample as negative."""
     negative = item.negative.rationale if item.negative else None  # verbatim: never the gold answer appended
     sample = item.negative or item.correct_sample
     rows = []
@@ -78,46 +96,37 @@ def rows_from_reply(item: FeedbackRequest, reply: TeacherReply, round_index: int
         rows.append(LtrTrainingRecord(
             prompt=student_prompt(item.question), completion=rationale, positive=positive,
             negative=negative if positive else None, round=round_index, exam=exam, question_id=item.question_id,
-            exam_sample_id=sample.sample_id if sample else None, teacher_request_id=reply.request_id,
+            exam_sample_id=sample.sample_id if sample else None, teacher_request_id=item.request.request_id,
             tailored=item.tailored, rationale_index=i))
     return rows
 
 
-def _rejection(item: FeedbackRequest, kind: str, reason: str, last_reply: str, model: str) -> RejectionRecord:
-    return RejectionRecord(request_id=item.request.request_id, prompt_hash=item.request.prompt_hash,
-                           stage="ltr_feedback", reason_kind=kind, reason=reason[:500], asks=1,
-                           last_reply=last_reply[:300], model=model)
+def collect(items: list[FeedbackRequest], answers: list[Answer], round_index: int, exam: str
+            ) -> tuple[list[LtrTrainingRecord], list[RejectionRecord], dict[str, Any]]:
+    """(training rows, rejections, figures) from the service's answers (answer i answers request i).
 
-
-def collect(items: list[FeedbackRequest], replies: list[TeacherReply | TeacherError], round_index: int,
-            exam: str) -> tuple[list[LtrTrainingRecord], list[RejectionRecord], dict[str, Any]]:
-    """(training rows, rejections, accounting) from the replies (reply i answers request i)."""
+    Cost and tokens are those of the replies the rows came from (a reply served by the cache counts what
+    it cost when first paid), so a resumed batch reports what a fresh one would."""
     rows, rejected = [], []
     cost, tokens_in, tokens_out = 0.0, 0, 0
-    for item, reply in zip(items, replies):
-        if isinstance(reply, TeacherError):
-            rejected.append(_rejection(item, f"teacher_error:{reply.kind}", reply.message, "", ""))
-            continue
-        cost, tokens_in, tokens_out = cost + reply.cost_usd, tokens_in + reply.input_tokens, \
-            tokens_out + reply.output_tokens
-        try:
-            rows += rows_from_reply(item, reply, round_index, exam)
-        except ParseError as exc:
-            rejected.append(_rejection(item, "parse", str(exc), reply.text, reply.model))
+    for item, answer in zip(items, answers, strict=True):
+        if answer.reply is not None:
+            reply = answer.reply
+            cost, tokens_in, tokens_out = cost + reply.cost_usd, tokens_in + reply.input_tokens, \
+                tokens_out + reply.output_tokens
+        if answer.ok:
+            rows += rows_from_rationales(item, answer.value, round_index, exam)
+        else:
+            rejected.append(answer.rejection)
     stats = {"teacher_requests": len(items), "rejected": len(rejected), "train_rows": len(rows),
              "triplets": sum(r.positive is not None for r in rows), "teacher_cost_usd": cost,
              "teacher_input_tokens": tokens_in, "teacher_output_tokens": tokens_out}
     return rows, rejected, stats
 
 
-def ask_teacher(teacher_cfg, requests: list[TeacherRequest]) -> list[TeacherReply | TeacherError]:
-    """All requests through the configured backend (the expert teacher answers with `ltr.tutor`)."""
+def ltr_teacher_service(teacher_cfg, hooks: Any = None, max_reasks: int = 0):
+    """The teacher service for LtR: the built-in expert answers feedback prompts with `ltr.tutor`."""
     from generation.ltr import tutor
-    from generation.teachers.base import complete_many
-    from generation.teachers.registry import build_teacher
+    from generation.teachers.service import TeacherService
 
-    async def run() -> list[TeacherReply | TeacherError]:
-        async with build_teacher(teacher_cfg, env=None, expert=tutor) as teacher:
-            return await complete_many(teacher, requests, teacher_cfg.concurrency)
-
-    return asyncio.run(run())
+    return TeacherService(teacher_cfg, hooks, max_reasks=max_reasks, env=None, expert=tutor)

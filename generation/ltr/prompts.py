@@ -88,6 +88,15 @@ def parse_rationales(text: str, n: int) -> list[str]:
     return rationales
 
 
+def rationales_followup(reason_kind: str, reason: str, max_tokens: int) -> str:
+    """The re-ask turn after an unusable reply: what was wrong, and the reply format again."""
+    if reason_kind == "truncated":
+        return (f"Your reply was cut off at {max_tokens} tokens. Write the rationales again, shorter, "
+                f"one line each: `Rationale 1: ...`, each ending with \"{ANSWER_PHRASE} <number>.\"")
+    return (f"Your reply could not be used ({reason}). Reply again with one line per rationale, "
+            f"`Rationale 1: ...`, `Rationale 2: ...`, each ending with \"{ANSWER_PHRASE} <number>.\"")
+
+
 @dataclass(frozen=True)
 class FeedbackPrompt:
     question: str
