@@ -14,3 +14,12 @@ _TEACHER = ExpertTeacher(TeacherConfig(), env=PursuitEnv(), expert=expert_for("p
 
 def pursuit_expert(messages, model):
     return _TEACHER.reply_text([{"role": m["role"], "content": m["content"]} for m in messages])
+
+
+def ltr_tutor(messages, model):
+    """Answers Learn-to-Reason feedback prompts like the built-in expert (`generation/ltr/tutor.py`):
+    deterministic per prompt, the same text the offline expert backend replies."""
+    from generation.ltr import tutor
+
+    teacher = ExpertTeacher(TeacherConfig(), env=None, expert=tutor)
+    return teacher.reply_text([{"role": m["role"], "content": m["content"]} for m in messages])

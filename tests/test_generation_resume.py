@@ -8,8 +8,6 @@ Run: .venv/bin/pytest tests/test_generation_resume.py
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from configs.schema import RunConfig
 from generation.ld.envs.registry import make_env
 from generation.storage.shards import MANIFEST_NAME, Manifest
 from generation_fixtures import assert_same_records, reference_records
+from stuck_driver import kill_when_stuck
 from teacher_server import running_server
 
 pytestmark = pytest.mark.slow
@@ -47,14 +46,6 @@ def _committed(data_dir) -> int:
     return len(Manifest(data_dir).entries) if (data_dir / MANIFEST_NAME).exists() else 0
 
 
-def _quiet(server, settle_s: float = 1.5) -> None:
-    """Wait until the server's answered count stops moving: every answer given has reached its client."""
-    last = None
-    while (now := server.stats()) != last:
-        last = now
-        time.sleep(settle_s)
-
-
 def test_kill_minus_nine_then_resume_loses_nothing_and_pays_nothing_twice(tmp_path):
     run_dir, log = tmp_path / "run", tmp_path / "first.log"
     data_dir = run_dir / "data"
@@ -64,15 +55,8 @@ def test_kill_minus_nine_then_resume_loses_nothing_and_pays_nothing_twice(tmp_pa
                                       start_new_session=True)  # its own process group: Ray's helpers die with it
         try:
             _wait_for(lambda: _committed(data_dir) >= 2, 240, "two committed tasks", log)
-            server.set_faults(hang_fraction=1.0)  # from now on every request waits: the job is stuck mid-task
-            _quiet(server)
-            os.kill(driver.pid, signal.SIGKILL)
-            driver.wait(30)
         finally:
-            try:
-                os.killpg(driver.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_when_stuck(driver, server)  # from now on every request waits: the job is stuck mid-task
         done_before = _committed(data_dir)
         assert 2 <= done_before < EPISODES // PER_TASK, log.read_text()[-2000:]
         answered_before = server.stats()["ok"]
