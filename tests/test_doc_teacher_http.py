@@ -30,7 +30,9 @@ K = 2  # decompositions sampled per question
 
 
 def _overrides(server_url: str, questions: int, per_unit: int) -> list[str]:
-    return ["teacher.backend=openai", f"teacher.base_url={server_url}", "teacher.model=m", "teacher.timeout_s=5",
+    # teacher.timeout_s stays long (60 s): a request held by the server past the kill must not be retried by a
+    # Ray worker of the killed run that has not yet noticed its raylet is gone (an answer nobody receives)
+    return ["teacher.backend=openai", f"teacher.base_url={server_url}", "teacher.model=m",
             "teacher.backoff_initial_s=0.05", "teacher.backoff_max_s=0.5", "task.train_domain=kbqa",
             "task.cross_domain=arithmetic", f"task.train_questions={questions}", f"task.samples_per_question={K}",
             f"task.questions_per_unit={per_unit}", "eval.num_workers=2", "ray.num_cpus=2", "wandb.mode=disabled"]
