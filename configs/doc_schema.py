@@ -52,6 +52,11 @@ class DocTaskConfig(StrictModel):
     samples_per_question: int = Field(4, ge=1, description="teacher decompositions sampled per training question")
     solver_train_questions: int = Field(250, ge=1, description="questions whose teacher solution trains SE-T/SE-A")
     sample_temperature: float = Field(0.7, ge=0.0, le=2.0, description="teacher temperature of those samples")
+    questions_per_unit: int = Field(25, ge=1, description="training questions per committed unit of the sampling "
+                                                          "job (what a rerun after a kill skips); changing it "
+                                                          "needs a new run directory")
+    max_reasks: int = Field(2, ge=0, description="re-asks of an unreadable teacher sample (decomposition or "
+                                                 "solution) before it is rejected")
     eval_questions: int = Field(200, ge=1)
     max_sub_questions: int = Field(4, ge=1, le=10)
     arithmetic: ArithmeticOptions = ArithmeticOptions()
@@ -79,11 +84,11 @@ class DocEvalConfig(StrictModel):
     pipelines: list[Literal[PIPELINES]] = Field(default_factory=lambda: list(PIPELINES))  # type: ignore[valid-type]
     cross_pipelines: list[Literal[CROSS_PIPELINES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(CROSS_PIPELINES))
-    num_workers: int = Field(2, ge=1)
+    num_workers: int = Field(2, ge=1, description="Ray workers (also units of teacher samples in flight); "
+                                                  "requests in flight per worker: teacher.concurrency")
     batch_size: int = Field(64, ge=1, description="student generation batch")
     decompose_max_new_tokens: int = Field(96, ge=8)
     solve_max_new_tokens: int = Field(192, ge=8)
-    teacher_concurrency: int = Field(16, ge=1)
     task_retries: int = Field(2, ge=0, description="re-runs of a chunk whose Ray worker died")
 
 

@@ -9,6 +9,7 @@
     logic-distill sizes                                       # parameters and FLOPs of the size presets
     logic-distill ltr configs/ltr_quickstart.yaml             # Learn-to-Reason rounds + ablations
     logic-distill doc configs/doc_quickstart.yaml             # Divide-or-Conquer: every pipeline, accuracy + cost
+    logic-distill doc configs/doc_quickstart.yaml --until samples --run-dir runs/doc1   # teacher samples only
 
 Arguments after the config file are `a.b=c` overrides. `train` and `evaluate` read the resolved
 config saved in `--run-dir` (overrides still apply on top).
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--method", action="append", choices=["ld", "kd"],
                            help="student to train (repeat for several; default: ld and kd)")
+        if name == "doc":
+            p.add_argument("--until", choices=["samples"], default=None,
+                           help="stop after this stage (samples: the teacher samples, committed unit by unit)")
     # parsed by launch/study_cli.py (own options); listed here so that --help names every command
     sub.add_parser("study", help="scaling study over student sizes, methods and seeds (Ray or --slurm)",
                    add_help=False)
@@ -113,7 +117,7 @@ def _dispatch(args: argparse.Namespace, cfg) -> None:
     if args.command == "doc":
         from launch.doc_pipeline import run_doc
 
-        run_doc(cfg, args.run_dir)
+        run_doc(cfg, args.run_dir, args.until)
         return
     from generation.storage.tracking import Tracker
     from launch import ld

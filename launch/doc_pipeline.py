@@ -5,7 +5,9 @@
 
 Stages (each skipped on a rerun when its output exists under the run directory):
 1. samples: the teacher decomposes every training question `k` times; each decomposition is solved
-   by the teacher and checked against the gold answer (Ray workers) -> data/samples.parquet;
+   by the teacher and checked against the gold answer (Ray tasks, one unit of questions each, committed
+   exactly once: a rerun after a kill skips committed units) -> data/samples-*.parquet, manifest.jsonl;
+   `--until samples` stops here;
 2. data + students: SD-T (all decompositions), SD-R (those that reached the gold answer), SE-T / SE-A
    (teacher solutions; gold answer substituted) rows -> data/<student>.parquet, then one tokenizer +
    initial student and one `training.train` run (Accelerate + DeepSpeed) per student;
@@ -54,26 +56,25 @@ def file_items(eval_file) -> list[DocItem]:
     return get_domain(eval_file.format).items_from(qa_items)
 
 
-def collect_teacher_samples(cfg: DocRunConfig, run_dir: Path, tracker: Tracker) -> list:
+def collect_teacher_samples(cfg: DocRunConfig, run_dir: Path, tracker: Tracker, services: Any) -> list:
     from generation.doc.samples import DecompositionSample, rejection_sample
-    from generation.storage.shards import read_records, write_shard
-    from ray_jobs.doc import run_doc_jobs
+    from generation.storage.shards import read_records
+    from ray_jobs.doc_samples import read_samples, run_sampling
 
-    path = run_dir / "data" / "samples.parquet"
-    if path.exists():
-        return read_records([path], DecompositionSample)
-    items = doc_items(cfg, cfg.task.train_domain, "train")
-    out, usage = run_doc_jobs(cfg, run_dir, {"collect": ({"kind": "collect"}, items)}, "teacher samples")
-    records = [DecompositionSample.model_validate(r) for r in out["collect"]]
+    legacy = run_dir / "data" / "samples.parquet"  # runs made before sampling was committed unit by unit
+    if legacy.exists():
+        return read_records([legacy], DecompositionSample)
+    summary = run_sampling(cfg, run_dir / "data", doc_items(cfg, cfg.task.train_domain, "train"), services, tracker)
+    records = read_samples(run_dir / "data")
     if not any(r.parsed for r in records):
         first = next((r.parse_error for r in records if r.parse_error), "no reply")
         raise StageError(f"the teacher produced no parseable decomposition ({len(records)} samples); first error: "
                          f"{first}")
-    write_shard(records, path)
     stats = {"samples": len(records), "parsed_rate": sum(r.parsed for r in records) / len(records),
              "solved_rate": sum(r.solved for r in records) / len(records),
-             "sd_r_kept": len(rejection_sample(records)), "teacher_cost_usd": usage["cost_usd"],
-             "teacher_input_tokens": usage["input_tokens"], "teacher_output_tokens": usage["output_tokens"]}
+             "sd_r_kept": len(rejection_sample(records)), "rejections": summary["rejections"],
+             "teacher_cost_usd": summary["teacher_cost_usd"], "teacher_input_tokens": summary["teacher_input_tokens"],
+             "teacher_output_tokens": summary["teacher_output_tokens"]}
     tracker.log({f"samples/{k}": v for k, v in stats.items()})
     console.print(f"teacher samples: {stats}")
     return records
@@ -139,8 +140,8 @@ def _by_steps(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {str(k): {"success_rate": sum(v) / len(v), "questions": len(v)} for k, v in sorted(groups.items())}
 
 
-def evaluate_pipelines(cfg: DocRunConfig, run_dir: Path, students: dict[str, Path],
-                       tracker: Tracker) -> dict[str, dict[str, dict[str, Any]]]:
+def evaluate_pipelines(cfg: DocRunConfig, run_dir: Path, students: dict[str, Path], tracker: Tracker,
+                       services: Any) -> dict[str, dict[str, dict[str, Any]]]:
     """Every pipeline on held-out questions; the decomposers also on the other domain."""
     from generation.doc.pipelines import summarise
     from ray_jobs.doc_report import table_row
@@ -159,7 +160,7 @@ def evaluate_pipelines(cfg: DocRunConfig, run_dir: Path, students: dict[str, Pat
         for name in pipelines:
             jobs[f"{domain}/{name}"] = (pipeline_spec(name, students), items)
             where[f"{domain}/{name}"] = (title, name)
-    records, _ = run_doc_jobs(cfg, run_dir, jobs, "evaluation (pipelines)")
+    records, _ = run_doc_jobs(cfg, run_dir, jobs, "evaluation (pipelines)", services.hooks)
     (run_dir / "eval").mkdir(exist_ok=True)
     sections: dict[str, dict[str, dict[str, Any]]] = {title: {} for title in domains}
     samples = []
@@ -193,9 +194,11 @@ def _notes(cfg: DocRunConfig) -> list[str]:
     return notes
 
 
-def run_doc(cfg: DocRunConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """The whole Divide-or-Conquer experiment; prints the tables and the run directory."""
+def run_doc(cfg: DocRunConfig, run_dir: Path | None = None, until: str | None = None) -> dict[str, Any]:
+    """The whole Divide-or-Conquer experiment (or up to stage `until`, "samples"); prints the tables and the
+    run directory."""
     from ray_jobs.doc_report import plot_accuracy_vs_cost, results_markdown
+    from ray_jobs.ld_data import teacher_services
     from ray_jobs.report import write_results
 
     run_dir = run_dir or new_run_dir(cfg)
@@ -205,9 +208,12 @@ def run_doc(cfg: DocRunConfig, run_dir: Path | None = None) -> dict[str, Any]:
     tracker = Tracker(run_dir, cfg.wandb, "doc", config=cfg.model_dump(mode="json"))
     started = time.perf_counter()
     try:
-        records = collect_teacher_samples(cfg, run_dir, tracker)
-        students = train_doc_students(cfg, run_dir, write_student_data(cfg, run_dir, records))
-        sections = evaluate_pipelines(cfg, run_dir, students, tracker)
+        with teacher_services(cfg, run_dir) as services:  # one limiter, cache and meter for every teacher call
+            records = collect_teacher_samples(cfg, run_dir, tracker, services)
+            if until == "samples":
+                return {}
+            students = train_doc_students(cfg, run_dir, write_student_data(cfg, run_dir, records))
+            sections = evaluate_pipelines(cfg, run_dir, students, tracker, services)
         wall = time.perf_counter() - started
         flat = {f"{title}/{name}": r for title, results in sections.items() for name, r in results.items()}
         write_results(run_dir, flat, {"run_dir": str(run_dir), "wall_time_s": wall,

@@ -44,8 +44,9 @@ class GenerationProgress:
     """`update(totals, tasks_done)` as often as you like; it redraws and logs at its own pace."""
 
     def __init__(self, tasks_total: int, tasks_done_before: int, tracker: Any = None, enabled: bool = True,
-                 log_every_s: float = 5.0, console: Console | None = None):
+                 log_every_s: float = 5.0, console: Console | None = None, title: str = "teacher demonstrations"):
         self.console = console or Console()
+        self.title = title
         self.tasks_total = tasks_total
         self.done_before = tasks_done_before
         self.tracker = tracker
@@ -100,7 +101,7 @@ class GenerationProgress:
                 f"${f['cost_usd']:.4f}  ETA {eta}")
 
     def _render(self) -> Table:
-        table = Table(title="teacher demonstrations", show_header=False, box=None, padding=(0, 2))
+        table = Table(title=self.title, show_header=False, box=None, padding=(0, 2))
         f = self.figures
         if not f:
             table.add_row("starting", f"{self.tasks_total - self.done_before} tasks to run")
@@ -116,12 +117,12 @@ class GenerationProgress:
         return table
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: dict[str, Any], title: str = "teacher demonstrations: summary") -> Table:
     """The end-of-job table: totals, then cost per model (this run's billing and the cache's ledger)."""
-    table = Table(title="teacher demonstrations: summary")
+    table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in ("tasks", "episodes", "teacher_wins", "stage_records", "rejections", "teacher_requests",
+    for key in ("tasks", "episodes", "teacher_wins", "stage_records", "samples", "rejections", "teacher_requests",
                 "teacher_cache_hits", "teacher_api_calls", "teacher_reasks", "teacher_input_tokens",
                 "teacher_output_tokens", "teacher_cost_usd", "wall_s", "requests_per_s"):
         if key in summary:

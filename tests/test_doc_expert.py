@@ -13,16 +13,16 @@ from generation.doc.samples import (collect_samples, decomposer_rows, rejection_
 from generation.doc.simulate import ExpertErrorModel, seeded_rng, simulate_solve
 from generation.doc import prompts as doc
 from generation.datasets import kbqa
-from generation.teachers.base import TeacherError, TeacherRequest, complete_many
-from generation.teachers.registry import build_teacher
+from generation.teachers.base import TeacherError, TeacherRequest
+from generation.teachers.service import TeacherService
 
 ARITH = {"min_steps": 1, "max_steps": 5, "distractors": 1}
 CFG = TeacherConfig(prices={"expert-v1": ModelPrice(input_per_1k=0.0015, output_per_1k=0.002)})
 
 
 def _teacher(**errors):
-    backend = build_teacher(CFG, expert_class=DocExpertTeacher, errors=ExpertErrorModel(**errors))
-    return lambda requests: asyncio.run(complete_many(backend, requests, 16))
+    """The offline expert behind the one teacher service (no limiter, no cache), as DoC's workers use it."""
+    return TeacherService(CFG, expert_class=DocExpertTeacher, errors=ExpertErrorModel(**errors))
 
 
 def test_domains_read_their_own_questions_back():
@@ -87,8 +87,8 @@ def test_samples_differ_and_replies_are_reproducible():
     teacher = _teacher(decomposition_error_rate=0.5)
     item = [i for i in get_domain("arithmetic").make_items(50, 2, ARITH) if len(i.sub_questions) >= 3][0]
     requests = [TeacherRequest(doc.decomposition_messages(item.question, 4), metadata={"sample": j}) for j in range(12)]
-    first = [r.text for r in teacher(requests)]
-    assert first == [r.text for r in teacher(requests)]
+    first = [r.text for r in teacher.complete(requests)]
+    assert first == [r.text for r in teacher.complete(requests)]
     assert len(set(first)) > 1 and doc.render_decomposition(list(item.sub_questions)) in first
 
 

@@ -8,18 +8,16 @@ Run: .venv/bin/pytest tests/test_generation_resume.py
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 
 import pytest
 
 from configs.loader import load_config
 from configs.schema import RunConfig
 from generation.ld.envs.registry import make_env
-from generation.storage.shards import MANIFEST_NAME, Manifest
+from generation.storage.shards import Manifest
+from driver_helpers import kill_then_rerun
 from generation_fixtures import assert_same_records, reference_records
-from stuck_driver import kill_when_stuck
 from teacher_server import running_server
 
 pytestmark = pytest.mark.slow
@@ -34,37 +32,12 @@ def _command(server_url: str, run_dir) -> list[str]:
     return [sys.executable, "-m", "launch.cli", "generate", *overrides, "--run-dir", str(run_dir)]
 
 
-def _wait_for(predicate, timeout_s: float, what: str, log=None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}" + (f"\n{log.read_text()[-3000:]}" if log else ""))
-        time.sleep(0.2)
-
-
-def _committed(data_dir) -> int:
-    return len(Manifest(data_dir).entries) if (data_dir / MANIFEST_NAME).exists() else 0
-
-
 def test_kill_minus_nine_then_resume_loses_nothing_and_pays_nothing_twice(tmp_path):
     run_dir, log = tmp_path / "run", tmp_path / "first.log"
     data_dir = run_dir / "data"
     with running_server(reply_fn="expert_reply:pursuit_expert", latency_s=0.03) as server:
-        with log.open("w") as out:
-            driver = subprocess.Popen(_command(server.url, run_dir), stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)  # its own process group: Ray's helpers die with it
-        try:
-            _wait_for(lambda: _committed(data_dir) >= 2, 240, "two committed tasks", log)
-        finally:
-            kill_when_stuck(driver, server)  # from now on every request waits: the job is stuck mid-task
-        done_before = _committed(data_dir)
-        assert 2 <= done_before < EPISODES // PER_TASK, log.read_text()[-2000:]
-        answered_before = server.stats()["ok"]
-
-        server.set_faults(hang_fraction=0.0)
-        second = subprocess.run(_command(server.url, run_dir), capture_output=True, text=True, timeout=600)
-        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-        answers = server.answered_per_prompt()
+        done_before, answered_before, answers = kill_then_rerun(_command(server.url, run_dir), log, data_dir, server,
+                                                                at_least=2, units=EPISODES // PER_TASK)
 
     repeated = {h: n for h, n in answers.items() if n > 1}
     assert not repeated, f"{len(repeated)} prompts were answered more than once"

@@ -27,9 +27,9 @@ from generation.ltr.exam import grade
 from generation.ltr.feedback import build_requests, collect, feedback_asks, ltr_teacher_service, warmup_requests
 from generation.ltr.questions import load_splits
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
-from generation.storage.shards import MANIFEST_NAME, Manifest, read_records
+from generation.storage.shards import Manifest, read_records
 from ray_jobs.ltr_feedback import LtrTeacher, feedback_shards
-from stuck_driver import kill_when_stuck
+from driver_helpers import kill_when_committed
 from teacher_server import running_server
 
 pytestmark = pytest.mark.slow
@@ -128,32 +128,16 @@ def _ltr_command(server_url: str, run_dir: Path) -> list[str]:
             *TINY_RUN, "--run-dir", str(run_dir)]
 
 
-def _units(folder: Path) -> int:
-    return len(Manifest(folder).entries) if (folder / MANIFEST_NAME).exists() else 0
-
-
-def _until(predicate, timeout_s: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.1)
-
-
 def test_kill_minus_nine_mid_feedback_then_the_same_command_loses_and_repeats_nothing(tmp_path):
     run_dir, log = tmp_path / "run", tmp_path / "first.log"
     warmup = run_dir / "data" / "feedback" / "warmup-plain"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
     # latency keeps a unit ~0.4 s long, so the kill lands with units still to go
     with running_server(reply_fn="expert_reply:ltr_tutor", latency_s=0.4) as server:
-        with log.open("w") as out:
-            driver = subprocess.Popen(_ltr_command(server.url, run_dir), cwd=REPO, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _until(lambda: _units(warmup) >= 1, 240, log)
-        finally:
-            # half the new requests wait: the unit in progress is stuck with some of its answers paid for
-            kill_when_stuck(driver, server, hang_fraction=0.5)
-        committed_before, answered_before = _units(warmup), server.stats()["ok"]
+        # half the new requests wait: the unit in progress is stuck with some of its answers paid for
+        committed_before = kill_when_committed(_ltr_command(server.url, run_dir), log, warmup, server, at_least=1,
+                                               hang_fraction=0.5, cwd=REPO, env=env)
+        answered_before = server.stats()["ok"]
         assert 1 <= committed_before < WARMUP_QUESTIONS // PER_UNIT, log.read_text()[-2000:]
 
         server.set_faults(hang_fraction=0.0)

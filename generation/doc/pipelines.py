@@ -5,17 +5,21 @@ A pipeline spec names each stage's model: the decomposer is "none" (single stage
 parse leaves the solver with no sub-questions (counted in `decomposition_valid`). Cost per question:
 the teacher's input/output tokens and dollars (the price table of the teacher config), the
 decomposition's share apart, and the student's tokens apart (students are not billed).
+
+The teacher is asked through the teacher service with the stage's parser; an evaluation service asks
+once (no re-asks): a reply the pipeline cannot read is what the pipeline measured, as in the paper.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Protocol, Sequence
 
+from generation.doc.asks import decomposition_ask, solving_ask
 from generation.doc.domains import DocItem, exact, get_domain
-from generation.doc.samples import TeacherCall
+from generation.doc.samples import AsksTeacher
 from generation.doc import prompts as doc
 from generation.prompts.calls import ParseError
-from generation.teachers.base import TeacherReply, TeacherRequest
+from generation.teachers.service import Answer, Ask
 
 
 class TextGenerator(Protocol):
@@ -33,9 +37,10 @@ def _empty_record(item: DocItem) -> dict[str, Any]:
             "sub_questions": [], "decomposition_valid": True, "decomposition": "", "solution": "", "predicted": None}
 
 
-def _add_teacher(record: dict[str, Any], reply, decomposition: bool) -> str:
-    if not isinstance(reply, TeacherReply):
-        record["teacher_error"] = str(reply)
+def _add_teacher(record: dict[str, Any], answer: Answer, decomposition: bool) -> str:
+    reply = answer.reply
+    if reply is None:  # the request failed (its rejection says why); nothing was billed
+        record["teacher_error"] = answer.rejection.reason if answer.rejection else "no reply"
         return ""
     record["teacher_input_tokens"] += reply.input_tokens
     record["teacher_output_tokens"] += reply.output_tokens
@@ -45,14 +50,12 @@ def _add_teacher(record: dict[str, Any], reply, decomposition: bool) -> str:
     return reply.text
 
 
-def _stage(kind: str, checkpoint: str | None, teacher_messages: list[list[dict[str, str]]], student_prompts: list[str],
-           records: list[dict[str, Any]], teacher: TeacherCall, load_student: StudentLoader, max_new_tokens: int,
+def _stage(kind: str, checkpoint: str | None, teacher_asks: list[Ask], student_prompts: list[str],
+           records: list[dict[str, Any]], teacher: AsksTeacher, load_student: StudentLoader, max_new_tokens: int,
            decomposition: bool) -> list[str]:
     """Run one stage for every record with the teacher or a student; return the reply texts."""
     if kind == "teacher":
-        replies = teacher([TeacherRequest(m, metadata={"template": "doc-decompose" if decomposition else "doc-solve"})
-                           for m in teacher_messages])
-        return [_add_teacher(r, reply, decomposition) for r, reply in zip(records, replies)]
+        return [_add_teacher(r, answer, decomposition) for r, answer in zip(records, teacher.ask(teacher_asks))]
     if kind != "student" or not checkpoint:
         raise ValueError(f"pipeline stage {kind!r} needs to be 'teacher' or 'student' with a checkpoint")
     texts = []
@@ -63,14 +66,14 @@ def _stage(kind: str, checkpoint: str | None, teacher_messages: list[list[dict[s
     return texts
 
 
-def run_pipeline(spec: dict[str, Any], items: Sequence[DocItem], teacher: TeacherCall, load_student: StudentLoader,
+def run_pipeline(spec: dict[str, Any], items: Sequence[DocItem], teacher: AsksTeacher, load_student: StudentLoader,
                  max_sub_questions: int, decompose_tokens: int = 96, solve_tokens: int = 192) -> list[dict[str, Any]]:
     """Per-question records: sub-questions, solution, predicted answer, score, exact match and cost."""
     records = [_empty_record(item) for item in items]
     decomposer = spec.get("decomposer", "none")
     if decomposer != "none":
         texts = _stage(decomposer, spec.get("decomposer_checkpoint"),
-                       [doc.decomposition_messages(i.question, max_sub_questions) for i in items],
+                       [decomposition_ask(i.question, max_sub_questions, f"{i.uid}-decompose") for i in items],
                        [doc.student_decomposition_prompt(i.question, max_sub_questions) for i in items],
                        records, teacher, load_student, decompose_tokens, decomposition=True)
         for record, text in zip(records, texts):
@@ -80,7 +83,7 @@ def run_pipeline(spec: dict[str, Any], items: Sequence[DocItem], teacher: Teache
             except ParseError as exc:
                 record["decomposition_valid"], record["decomposition_error"] = False, str(exc)
     texts = _stage(spec.get("solver", "teacher"), spec.get("solver_checkpoint"),
-                   [doc.solving_messages(i.question, r["sub_questions"]) for i, r in zip(items, records)],
+                   [solving_ask(i.question, r["sub_questions"], f"{i.uid}-solve") for i, r in zip(items, records)],
                    [doc.student_solving_prompt(i.question, r["sub_questions"]) for i, r in zip(items, records)],
                    records, teacher, load_student, solve_tokens, decomposition=False)
     for item, record, text in zip(items, records, texts):

@@ -10,15 +10,19 @@ solver and checked against the gold answer. From those records:
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Protocol, Sequence
 
+from generation.doc.asks import decomposition_ask, solving_ask
 from generation.doc.domains import DocItem, get_domain
 from generation.doc import prompts as doc
-from generation.prompts.calls import ParseError
 from generation.storage.records import Record
-from generation.teachers.base import TeacherReply, TeacherRequest
+from generation.teachers.service import Answer, Ask
 
-TeacherCall = Callable[[list[TeacherRequest]], list]  # requests -> TeacherReply | TeacherError, in order
+
+class AsksTeacher(Protocol):
+    """The teacher as DoC needs it: a `generation.teachers.service.TeacherService` (tests may script one)."""
+
+    def ask(self, asks: list[Ask]) -> list[Answer]: ...
 
 
 class DecompositionSample(Record):
@@ -49,50 +53,44 @@ class TrainingRow(Record):
     sample: int
 
 
-def _usage(reply) -> tuple[int, int, float]:
-    if isinstance(reply, TeacherReply):
-        return reply.input_tokens, reply.output_tokens, reply.cost_usd
-    return 0, 0, 0.0
+def _add_usage(record: DecompositionSample, answer: Answer) -> None:
+    reply = answer.reply  # the last reply asked for (None when the request itself failed)
+    if reply is not None:
+        record.teacher_input_tokens += reply.input_tokens
+        record.teacher_output_tokens += reply.output_tokens
+        record.teacher_cost_usd += reply.cost_usd
 
 
 def collect_samples(items: Sequence[DocItem], samples: int, temperature: float, max_sub_questions: int,
-                    teacher: TeacherCall) -> list[DecompositionSample]:
-    """k decompositions per item from the teacher, each solved by the teacher and scored."""
-    requests = [TeacherRequest(doc.decomposition_messages(item.question, max_sub_questions), temperature=temperature,
-                               metadata={"sample": j, "template": "doc-decompose"})
-                for item in items for j in range(samples)]
+                    teacher: AsksTeacher) -> list[DecompositionSample]:
+    """k decompositions per item from the teacher, each solved by the teacher and scored.
+
+    A decomposition the teacher service rejected (unreadable after its re-asks, or the request failed)
+    stays a sample with `parsed=False` and the reason, as an unparseable one always did; its rejection
+    is in the service's `rejections`. A solution without a final answer leaves the sample unsolved."""
+    asks = [decomposition_ask(item.question, max_sub_questions, f"{item.uid}-decompose-{j}", temperature, j)
+            for item in items for j in range(samples)]
     records = []
-    for i, reply in enumerate(teacher(requests)):
+    for i, answer in enumerate(teacher.ask(asks)):
         item, j = items[i // samples], i % samples
-        text = reply.text if isinstance(reply, TeacherReply) else ""
-        try:
-            sub_questions, parsed, error = doc.parse_decomposition(text, max_sub_questions), True, ""
-        except ParseError as exc:
-            sub_questions, parsed, error = [], False, str(exc) if text else f"teacher error: {reply}"
-        n_in, n_out, usd = _usage(reply)
-        records.append(DecompositionSample(uid=item.uid, domain=item.domain, question=item.question,
-                                           answer=item.answer, sample=j, decomposition=text,
-                                           sub_questions=sub_questions, parsed=parsed, parse_error=error,
-                                           teacher_input_tokens=n_in, teacher_output_tokens=n_out,
-                                           teacher_cost_usd=usd))
+        rejected = answer.rejection
+        record = DecompositionSample(uid=item.uid, domain=item.domain, question=item.question, answer=item.answer,
+                                     sample=j, decomposition=answer.reply.text if answer.reply else "",
+                                     sub_questions=answer.value or [], parsed=answer.ok,
+                                     parse_error=f"{rejected.reason_kind}: {rejected.reason}" if rejected else "")
+        _add_usage(record, answer)
+        records.append(record)
     by_uid = {item.uid: item for item in items}
     solvable = [r for r in records if r.parsed]
-    solves = teacher([TeacherRequest(doc.solving_messages(r.question, r.sub_questions),
-                                     metadata={"template": "doc-solve"}) for r in solvable])
-    for record, reply in zip(solvable, solves):
-        n_in, n_out, usd = _usage(reply)
-        record.teacher_input_tokens += n_in
-        record.teacher_output_tokens += n_out
-        record.teacher_cost_usd += usd
-        if not isinstance(reply, TeacherReply):
-            continue
-        record.solution = reply.text
-        try:
-            record.predicted = doc.parse_solution(reply.text).final_answer
-        except ParseError:
-            continue
-        record.score = get_domain(record.domain).score(record.predicted, by_uid[record.uid])
-        record.solved = record.score >= 1.0
+    solves = teacher.ask([solving_ask(r.question, r.sub_questions, f"{r.uid}-solve-{r.sample}") for r in solvable])
+    for record, answer in zip(solvable, solves):
+        _add_usage(record, answer)
+        if answer.reply is not None:
+            record.solution = answer.reply.text
+        if answer.ok:
+            record.predicted = answer.value
+            record.score = get_domain(record.domain).score(record.predicted, by_uid[record.uid])
+            record.solved = record.score >= 1.0
     return records
 
 
