@@ -89,7 +89,7 @@ class DocEvalConfig(StrictModel):
     batch_size: int = Field(64, ge=1, description="student generation batch")
     decompose_max_new_tokens: int = Field(96, ge=8)
     solve_max_new_tokens: int = Field(192, ge=8)
-    task_retries: int = Field(2, ge=0, description="re-runs of a chunk whose Ray worker died")
+    unit_retries: int = Field(2, ge=0, description="re-runs of a chunk whose Ray worker died")
 
 
 def _default_teacher() -> TeacherConfig:

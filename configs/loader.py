@@ -61,8 +61,11 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-# Keys that moved when every method came to share one teacher service: the old spelling is named with its new home.
-MOVED_KEYS = {"generation.cache": "teacher.cache", "eval.teacher_concurrency": "teacher.concurrency"}
+# Keys that moved (every method came to share one teacher service; a slice of generation work committed at
+# once is a "unit", "task" being what the student learns): the old spelling is named with its new home.
+MOVED_KEYS = {"generation.cache": "teacher.cache", "eval.teacher_concurrency": "teacher.concurrency",
+              "generation.episodes_per_task": "generation.episodes_per_unit",
+              "generation.task_retries": "generation.unit_retries", "eval.task_retries": "eval.unit_retries"}
 
 
 def check_unknown_keys(raw: Any, model: type[BaseModel], prefix: str = "") -> None:

@@ -57,7 +57,7 @@ class EvalConfig(StrictModel):
         True, description="LD student: choose the function name among the retrieved candidates by likelihood, "
                           "then decode the arguments (False: free greedy decoding)")
     sample_decisions: int = Field(12, ge=0, description="rows of sample decisions logged per policy")
-    task_retries: int = Field(2, ge=0, description="re-runs of a chunk of seeds whose Ray worker died")
+    unit_retries: int = Field(2, ge=0, description="re-runs of a chunk of seeds whose Ray worker died")
 
 
 class RayConfig(StrictModel):

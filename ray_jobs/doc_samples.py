@@ -7,7 +7,7 @@ driver only. A rerun of the same command skips every unit the manifest vouches f
 samples back from the shards; a unit cut short is asked again and the response cache answers every
 request already paid for. So `kill -9` at any moment loses nothing, duplicates nothing, and bills
 nothing twice. A unit runs as one Ray task (`generation.doc.worker.sample_unit`): a worker process
-that dies is replaced by Ray and the unit rerun, up to `eval.task_retries` times.
+that dies is replaced by Ray and the unit rerun, up to `eval.unit_retries` times.
 
     summary = run_sampling(cfg, run_dir / "data", items, services)   # services: TeacherServices
 """
@@ -22,7 +22,7 @@ from typing import Any
 from generation.doc.domains import DocItem
 from generation.doc.samples import DecompositionSample
 from generation.doc.worker import sample_unit
-from generation.storage.shards import Manifest, commit_task, read_records
+from generation.storage.shards import Manifest, commit_unit, plan_units, read_records
 from generation.teachers.accounting import usage_delta
 from ray_jobs.generation_progress import GenerationProgress, summary_table
 
@@ -31,15 +31,11 @@ USAGE_KEYS = ("requests", "cache_hits", "api_calls", "reasks", "rejections", "er
               "output_tokens", "cost_usd")
 
 
-def plan_units(items: list[DocItem], size: int) -> list[tuple[int, list[DocItem]]]:
-    return [(i, items[j:j + size]) for i, j in enumerate(range(0, len(items), size))]
-
-
-def commit_unit(out_dir: Path, manifest: Manifest, index: int, items: list[DocItem], result: dict[str, Any]) -> dict:
+def commit_samples(out_dir: Path, manifest: Manifest, index: int, items: list[DocItem], result: dict[str, Any]) -> dict:
     """The unit's shards and usage file, then its manifest line (the commit point); its inputs are question ids."""
     info = {"rows": {"samples": len(result["samples"]), "rejections": len(result["rejections"])},
             "usage": result["usage"]}
-    return commit_task(out_dir, index, [item.uid for item in items],
+    return commit_unit(out_dir, index, [item.uid for item in items],
                        {"samples": result["samples"], "rejections": result["rejections"]},
                        {"usage": result["usage"]}, info, manifest)
 
@@ -54,7 +50,7 @@ def _run_units(cfg: Any, out_dir: Path, manifest: Manifest, todo: list[tuple[int
     """At most `eval.num_workers` units in flight; each committed as soon as it is back. This run's usage."""
     import ray
 
-    sample = ray.remote(num_cpus=1, max_retries=cfg.eval.task_retries)(sample_unit)
+    sample = ray.remote(num_cpus=1, max_retries=cfg.eval.unit_retries)(sample_unit)
     before = services.totals()
     queue, running = deque(todo), {}
     done = units_total - len(todo)
@@ -66,7 +62,7 @@ def _run_units(cfg: Any, out_dir: Path, manifest: Manifest, todo: list[tuple[int
             ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 index, items = running.pop(ref)
-                commit_unit(out_dir, manifest, index, items, ray.get(ref))
+                commit_samples(out_dir, manifest, index, items, ray.get(ref))
                 done += 1
             progress.update(usage_delta(services.totals(), before), done)
     return {**usage_delta(services.totals(), before), **services.limiter_stats()}
@@ -99,7 +95,7 @@ def summarize_sampling(out_dir: Path) -> dict[str, Any]:
     entries = list(Manifest(out_dir).entries.values())
     usage = {key: sum(entry["usage"].get(key, 0) for entry in entries) for key in USAGE_KEYS}
     rejected = sum((Counter(entry["usage"].get("rejected", {})) for entry in entries), Counter())
-    return {"tasks": len(entries), "samples": sum(entry["rows"]["samples"] for entry in entries),
+    return {"units": len(entries), "samples": sum(entry["rows"]["samples"] for entry in entries),
             "rejections": sum(entry["rows"]["rejections"] for entry in entries),
             "rejections_by_reason": dict(rejected),
             **{f"teacher_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in usage.items()}}

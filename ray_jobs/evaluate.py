@@ -1,7 +1,7 @@
 """Parallel evaluation: held-out episodes of each policy spread over Ray workers.
 
 A worker that dies mid-task (node lost, OOM kill) is replaced and its chunk of seeds replayed, up to
-`eval.task_retries` times per chunk; episodes are deterministic given the seed, so a replay is exact.
+`eval.unit_retries` times per chunk; episodes are deterministic given the seed, so a replay is exact.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ray_jobs.progress import progress_bar
 
 
 class EvaluationFailed(RuntimeError):
-    """A chunk of evaluation seeds failed more often than `eval.task_retries` allows."""
+    """A chunk of evaluation seeds failed more often than `eval.unit_retries` allows."""
 
 
 def split_evenly(seeds: list[int], parts: int) -> list[list[int]]:
@@ -29,7 +29,7 @@ def run_chunks(Worker, workers: list, cfg: Any, base_path: str, name: str, spec:
     import ray
     from ray.exceptions import RayActorError
 
-    retries = getattr(cfg.eval, "task_retries", 2)
+    retries = getattr(cfg.eval, "unit_retries", 2)
     parts: list[list[dict[str, Any]] | None] = [None] * len(chunks)
     failures = [0] * len(chunks)
     pending = {workers[i].run.remote(name, spec, c): i for i, c in enumerate(chunks)}
@@ -42,7 +42,7 @@ def run_chunks(Worker, workers: list, cfg: Any, base_path: str, name: str, spec:
             failures[i] += 1
             if failures[i] > retries:
                 raise EvaluationFailed(f"evaluation of {name} on seeds {chunks[i][:5]}...: worker {i} died "
-                                       f"{failures[i]} times (eval.task_retries={retries}); last: {exc}") from None
+                                       f"{failures[i]} times (eval.unit_retries={retries}); last: {exc}") from None
             ray.kill(workers[i])
             workers[i] = Worker.remote(cfg, base_path, i, *worker_args)
             pending[workers[i].run.remote(name, spec, chunks[i])] = i

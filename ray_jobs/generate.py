@@ -1,14 +1,14 @@
-"""Teacher demonstrations on Ray: actors play training episodes; the driver commits each task exactly once.
+"""Teacher demonstrations on Ray: actors play training episodes; the driver commits each unit exactly once.
 
-Work is cut into tasks of `episodes_per_task` seeds; task i becomes shards `ld-<i>`, `kd-<i>`,
+Work is cut into units of `episodes_per_unit` seeds; unit i becomes shards `ld-<i>`, `kd-<i>`,
 `rejections-<i>`, `runtime_functions-<i>` and `episodes-<i>.json`, then one line in `manifest.jsonl` with their checksums
-(generation/storage/shards.py). Only the driver writes. A rerun of the same command skips every task the
+(generation/storage/shards.py). Only the driver writes. A rerun of the same command skips every unit the
 manifest vouches for and replays the rest; the response cache answers every request already paid
 for, so `kill -9` of the driver or of any actor at any moment loses nothing, duplicates nothing, and
-bills nothing twice. An actor that dies takes its task with it: the task is given to a fresh actor.
+bills nothing twice. An actor that dies takes its unit with it: the unit is given to a fresh actor.
 
-Throughput: every actor plays its task's episodes in lockstep (one batched teacher call per stage),
-so requests in flight = episodes_per_task x actors, under the cluster-wide rate limiter.
+Throughput: every actor plays its unit's episodes in lockstep (one batched teacher call per stage),
+so requests in flight = episodes_per_unit x actors, under the cluster-wide rate limiter.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-from generation.storage.shards import Manifest, commit_task
+from generation.storage.shards import Manifest, commit_unit, plan_units
 from generation.teachers.accounting import usage_delta
 from generation.ld.workers import TeacherDemoWorker
 from ray_jobs.cluster import ensure_ray
@@ -29,24 +29,20 @@ from ray_jobs.teacher_services import TeacherServices
 SHARD_KINDS = {"ld": "stage_records", "kd": "action_records", "rejections": "rejections",
                "runtime_functions": "runtime_functions"}
 POLL_S = 0.5
-# the function-base request's usage, written beside the shards: the run's cost table counts it with the tasks'
+# the function-base request's usage, written beside the shards: the run's cost table counts it with the units'
 FUNCTION_BASE_USAGE = "function_base_usage.json"
-
-
-def plan_tasks(seeds: list[int], size: int) -> list[tuple[int, list[int]]]:
-    return [(i, seeds[j:j + size]) for i, j in enumerate(range(0, len(seeds), size))]
 
 
 class DemoActor(TeacherDemoWorker):
     """The worker as a Ray actor: also says where it ran."""
 
-    def run_task(self, index: int, seeds: list[int]) -> tuple[int, dict[str, Any]]:
+    def run_unit(self, index: int, seeds: list[int]) -> tuple[int, dict[str, Any]]:
         import os
 
         import ray
 
-        index, result = super().run_task(index, seeds)
-        self.policy.meter.push()  # the hub sees the task's last requests before the driver commits it
+        index, result = super().run_unit(index, seeds)
+        self.policy.meter.push()  # the hub sees the unit's last requests before the driver commits it
         result["where"] = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
         return index, result
 
@@ -57,12 +53,12 @@ def commit_result(out_dir: Path, manifest: Manifest, index: int, seeds: list[int
     info = {"rows": {kind: len(result[key]) for kind, key in SHARD_KINDS.items()},
             "episodes": len(episodes), "wins": sum(bool(e.get("success")) for e in episodes),
             "usage": result["usage"], **result.get("where", {})}
-    return commit_task(out_dir, index, seeds, {kind: result[key] for kind, key in SHARD_KINDS.items()},
+    return commit_unit(out_dir, index, seeds, {kind: result[key] for kind, key in SHARD_KINDS.items()},
                        {"episodes": episodes, "usage": result["usage"]}, info, manifest)
 
 
 class _Dispatcher:
-    """Hands tasks to actors as they free up; replaces an actor that died and re-queues its task."""
+    """Hands units to actors as they free up; replaces an actor that died and re-queues its task."""
 
     def __init__(self, cfg: Any, base_path: Path, hooks: Any, todo: list[tuple[int, list[int]]]):
         import ray
@@ -85,8 +81,8 @@ class _Dispatcher:
 
     def _feed(self, actor: Any) -> None:
         if self.queue:
-            task = self.queue.popleft()
-            self.running[actor.run_task.remote(*task)] = (actor, task)
+            unit = self.queue.popleft()
+            self.running[actor.run_unit.remote(*unit)] = (actor, unit)
 
     def next_results(self, timeout_s: float) -> list[tuple[int, list[int], dict[str, Any]]]:
         import ray
@@ -100,8 +96,8 @@ class _Dispatcher:
                 _, result = ray.get(ref)
             except (RayActorError, ActorDiedError, ActorUnavailableError) as error:
                 self.failures[index] += 1
-                if self.failures[index] > self.cfg.generation.task_retries:
-                    raise RuntimeError(f"task {index} (seeds {seeds[0]}..{seeds[-1]}): its actor died "
+                if self.failures[index] > self.cfg.generation.unit_retries:
+                    raise RuntimeError(f"unit {index} (seeds {seeds[0]}..{seeds[-1]}): its actor died "
                                        f"{self.failures[index]} times; last: {error}") from None
                 self.queue.appendleft((index, seeds))
                 self._feed(self._spawn(len(self.actors)))
@@ -120,7 +116,7 @@ class _Dispatcher:
 def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], tracker: Any = None,
                    services: TeacherServices | None = None, usage_since: dict[str, Any] | None = None
                    ) -> dict[str, Any]:
-    """Play every task the manifest does not yet vouch for; returns the job's summary.
+    """Play every unit the manifest does not yet vouch for; returns the job's summary.
 
     `services` are the run's teacher services when the caller already started them (the function base was
     asked through the same limiter and cache); otherwise this job starts its own. The run's live figures
@@ -129,7 +125,7 @@ def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], t
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out_dir)
-    plan = plan_tasks(seeds, cfg.generation.episodes_per_task)
+    plan = plan_units(seeds, cfg.generation.episodes_per_unit)
     todo = [(i, s) for i, s in plan if not manifest.done(i, s)]
     started = time.monotonic()
     live: dict[str, Any] = {}
@@ -150,7 +146,7 @@ def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], t
                         done += 1
                     progress.update(usage_delta(services.totals(), before), done)
                 live = {**usage_delta(services.totals(), before), **services.limiter_stats(),
-                        "tasks_retried": sum(dispatcher.failures.values())}
+                        "units_retried": sum(dispatcher.failures.values())}
             billing = services.billing()
         finally:
             if dispatcher is not None:
@@ -171,7 +167,7 @@ def _run_figures(live: dict[str, Any], billing: dict[str, Any], wall_s: float) -
             "run_requests": live["requests"], "run_cache_hits": live["cache_hits"],
             "run_api_calls": live["api_calls"], "run_cost_usd": live["cost_usd"],
             "teacher_errors_by_kind": live["errors"], "billed_by_model": billing,
-            "tasks_retried": live["tasks_retried"],
+            "units_retried": live["units_retried"],
             **{k: v for k, v in live.items() if k.startswith("limiter_")}}
 
 
@@ -186,7 +182,7 @@ def _report(summary: dict[str, Any], tracker: Any, show: bool) -> None:
 
 
 def summarize_generation(out_dir: Path) -> dict[str, Any]:
-    """The whole output directory's figures, from its manifest (committed tasks only) and the function base."""
+    """The whole output directory's figures, from its manifest (committed units only) and the function base."""
     import json
 
     manifest = Manifest(out_dir)
@@ -205,7 +201,7 @@ def summarize_generation(out_dir: Path) -> dict[str, Any]:
     rows = Counter()
     for entry in entries:
         rows.update(entry.get("rows", {}))
-    return {"tasks": len(entries), "episodes": sum(e.get("episodes", 0) for e in entries),
+    return {"units": len(entries), "episodes": sum(e.get("episodes", 0) for e in entries),
             "teacher_wins": sum(e.get("wins", 0) for e in entries), "stage_records": rows["ld"],
             "action_records": rows["kd"], "rejections": rows["rejections"],
             "rejections_by_reason": dict(rejected),

@@ -2,7 +2,7 @@
 
 Figures come from the stats hub (cumulative counters of every worker process): requests/s and
 tokens/s over the last `RATE_WINDOW_S`, errors by kind, cache hits, re-asks, rejections, dollars
-billed so far, and an ETA from the task completion rate. Without a terminal (CI, `ray job submit`
+billed so far, and an ETA from the unit completion rate. Without a terminal (CI, `ray job submit`
 logs) the same figures are printed as one line every `PLAIN_EVERY_S` seconds.
 """
 
@@ -20,10 +20,10 @@ RATE_WINDOW_S = 10.0
 PLAIN_EVERY_S = 10.0
 
 
-def live_figures(totals: dict[str, Any], rates: dict[str, float], tasks_done: int, tasks_total: int,
+def live_figures(totals: dict[str, Any], rates: dict[str, float], units_done: int, units_total: int,
                  eta_s: float | None) -> dict[str, Any]:
     """The flat figures shown and logged (numbers only, so W&B can chart them)."""
-    figures = {"tasks_done": tasks_done, "tasks_total": tasks_total, "requests": totals.get("requests", 0),
+    figures = {"units_done": units_done, "units_total": units_total, "requests": totals.get("requests", 0),
                "api_calls": totals.get("api_calls", 0), "cache_hits": totals.get("cache_hits", 0),
                "input_tokens": totals.get("input_tokens", 0), "output_tokens": totals.get("output_tokens", 0),
                "cost_usd": round(totals.get("cost_usd", 0.0), 6), "reasks": totals.get("reasks", 0),
@@ -41,14 +41,14 @@ def _eta(done_now: int, total: int, started: float, now: float) -> float | None:
 
 
 class GenerationProgress:
-    """`update(totals, tasks_done)` as often as you like; it redraws and logs at its own pace."""
+    """`update(totals, units_done)` as often as you like; it redraws and logs at its own pace."""
 
-    def __init__(self, tasks_total: int, tasks_done_before: int, tracker: Any = None, enabled: bool = True,
+    def __init__(self, units_total: int, units_done_before: int, tracker: Any = None, enabled: bool = True,
                  log_every_s: float = 5.0, console: Console | None = None, title: str = "teacher demonstrations"):
         self.console = console or Console()
         self.title = title
-        self.tasks_total = tasks_total
-        self.done_before = tasks_done_before
+        self.units_total = units_total
+        self.done_before = units_done_before
         self.tracker = tracker
         self.enabled = enabled
         self.log_every_s = log_every_s
@@ -78,10 +78,10 @@ class GenerationProgress:
         return {"requests_per_s": round((r1 - r0) / span, 2) if t1 > t0 else 0.0,
                 "tokens_per_s": round((k1 - k0) / span, 1) if t1 > t0 else 0.0}
 
-    def update(self, totals: dict[str, Any], tasks_done: int) -> None:
+    def update(self, totals: dict[str, Any], units_done: int) -> None:
         now = time.monotonic()
-        eta = _eta(tasks_done - self.done_before, self.tasks_total - self.done_before, self.started, now)
-        self.figures = live_figures(totals, self._rates(totals, now), tasks_done, self.tasks_total, eta)
+        eta = _eta(units_done - self.done_before, self.units_total - self.done_before, self.started, now)
+        self.figures = live_figures(totals, self._rates(totals, now), units_done, self.units_total, eta)
         if self._live is not None:
             self._live.update(self._render())
         elif self.enabled and now - self._last_plain >= PLAIN_EVERY_S:
@@ -95,7 +95,7 @@ class GenerationProgress:
         f = self.figures
         errors = ", ".join(f"{k.split('/', 1)[1]}={v}" for k, v in f.items() if k.startswith("errors/")) or "none"
         eta = f"{f['eta_s']:.0f}s" if "eta_s" in f else "?"
-        return (f"generation: tasks {f['tasks_done']}/{f['tasks_total']}  {f['requests_per_s']} req/s  "
+        return (f"generation: units {f['units_done']}/{f['units_total']}  {f['requests_per_s']} req/s  "
                 f"{f['tokens_per_s']} tok/s  requests {f['requests']} (cache hits {f['cache_hits']})  "
                 f"errors {errors}  re-asks {f['reasks']}  rejections {f['rejections']}  "
                 f"${f['cost_usd']:.4f}  ETA {eta}")
@@ -104,11 +104,11 @@ class GenerationProgress:
         table = Table(title=self.title, show_header=False, box=None, padding=(0, 2))
         f = self.figures
         if not f:
-            table.add_row("starting", f"{self.tasks_total - self.done_before} tasks to run")
+            table.add_row("starting", f"{self.units_total - self.done_before} units to run")
             return table
         errors = ", ".join(f"{k.split('/', 1)[1]} {v}" for k, v in f.items() if k.startswith("errors/")) or "none"
         eta = f"{f['eta_s']:.0f} s" if "eta_s" in f else "-"
-        table.add_row("tasks", f"{f['tasks_done']}/{f['tasks_total']}", "ETA", eta)
+        table.add_row("units", f"{f['units_done']}/{f['units_total']}", "ETA", eta)
         table.add_row("requests/s", f"{f['requests_per_s']}", "tokens/s", f"{f['tokens_per_s']}")
         table.add_row("requests", f"{f['requests']}", "cache hits", f"{f['cache_hits']}")
         table.add_row("API calls", f"{f['api_calls']}", "errors", errors)
@@ -122,7 +122,7 @@ def summary_table(summary: dict[str, Any], title: str = "teacher demonstrations:
     table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in ("tasks", "episodes", "teacher_wins", "stage_records", "samples", "rejections", "teacher_requests",
+    for key in ("units", "episodes", "teacher_wins", "stage_records", "samples", "rejections", "teacher_requests",
                 "teacher_cache_hits", "teacher_api_calls", "teacher_reasks", "teacher_input_tokens",
                 "teacher_output_tokens", "teacher_cost_usd", "wall_s", "requests_per_s"):
         if key in summary:

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from generation.ltr.feedback import FeedbackRequest, collect, feedback_asks, feedback_units, ltr_teacher_service
-from generation.storage.shards import Manifest, shard_paths, write_shard
+from generation.ltr.feedback import FeedbackRequest, collect, feedback_asks, ltr_teacher_service
+from generation.storage.shards import Manifest, plan_units, shard_paths, write_shard
 from ray_jobs.stages import StageError, console
 
 FIGURES = ("teacher_requests", "rejected", "train_rows", "triplets", "teacher_cost_usd", "teacher_input_tokens",
@@ -78,7 +78,7 @@ class LtrTeacher:
         """Every unit of the batch committed in `folder` (those already committed skipped); the batch's figures."""
         folder.mkdir(parents=True, exist_ok=True)
         manifest = Manifest(folder)
-        units = feedback_units(items, self.cfg.feedback.requests_per_unit)
+        units = plan_units(items, self.cfg.feedback.requests_per_unit)
         todo = [(i, unit) for i, unit in units if not manifest.done(i, _ids(unit))]
         started, last_line = time.monotonic(), 0.0
         for n, (index, unit) in enumerate(todo, 1):

@@ -25,8 +25,8 @@ from configs.study_schema import StudyConfig
 from configs.training_schema import available_presets
 
 # Generation knobs that change how the work is spread, not which records come out.
-NOT_DATA = ("train_episodes", "num_actors", "actor_num_cpus", "episodes_per_task", "progress", "log_every_s",
-            "cache", "task_retries")
+NOT_DATA = ("train_episodes", "num_actors", "actor_num_cpus", "episodes_per_unit", "progress", "log_every_s",
+            "cache", "unit_retries")
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class DataGroup:
 
     key: str
     episodes: int  # the largest data size of its trials
-    episodes_per_task: int  # divides every data size, so each prefix is whole tasks (exact teacher cost)
+    episodes_per_unit: int  # divides every data size, so each prefix is whole tasks (exact teacher cost)
     config: RunConfig  # the generation config (its first trial's, with `episodes` episodes)
     trials: list[str] = field(default_factory=list)
 
@@ -166,12 +166,12 @@ def plan_data_groups(configs: dict[str, RunConfig]) -> dict[str, DataGroup]:
         key = data_key(cfg)
         group = groups.get(key)
         if group is None:
-            group = groups[key] = DataGroup(key, 0, cfg.generation.episodes_per_task, cfg)
+            group = groups[key] = DataGroup(key, 0, cfg.generation.episodes_per_unit, cfg)
         group.trials.append(name)
         group.episodes = max(group.episodes, cfg.generation.train_episodes)
-        group.episodes_per_task = math.gcd(group.episodes_per_task, cfg.generation.train_episodes)
+        group.episodes_per_unit = math.gcd(group.episodes_per_unit, cfg.generation.train_episodes)
     for group in groups.values():
         generation = group.config.generation.model_copy(
-            update={"train_episodes": group.episodes, "episodes_per_task": group.episodes_per_task})
+            update={"train_episodes": group.episodes, "episodes_per_unit": group.episodes_per_unit})
         group.config = group.config.model_copy(update={"generation": generation})
     return groups

@@ -23,7 +23,7 @@ def http_config(server_url: str, *overrides: str) -> RunConfig:
     """A config that talks to the test server, with fast retries and small tasks."""
     base = ["teacher.backend=openai", f"teacher.base_url={server_url}", "teacher.model=m", "teacher.timeout_s=2",
             "teacher.backoff_initial_s=0.05", "teacher.backoff_max_s=0.2", "generation.num_actors=2",
-            "generation.episodes_per_task=3", "generation.progress=false", "ray.num_cpus=2"]
+            "generation.episodes_per_unit=3", "generation.progress=false", "ray.num_cpus=2"]
     return load_config(None, [*base, *overrides], RunConfig)
 
 

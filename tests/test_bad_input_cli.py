@@ -25,6 +25,7 @@ BAD_OVERRIDES = [
     ("generation.train_episodes=-3", "generation.train_episodes"),
     ("teacher.cache.mode=sometimes", "teacher.cache.mode"),
     ("generation.cache.mode=file", "has moved to 'teacher.cache'"),
+    ("generation.episodes_per_task=3", "has moved to 'generation.episodes_per_unit'"),
     ("teacher.backend=claude", "teacher.backend"),
     ("teacher.temperature=7", "teacher.temperature"),
     ("teacher.base_url=ftp://x", "teacher.base_url"),

@@ -234,7 +234,7 @@ def test_whole_pipeline_runs_on_the_env_defined_in_this_file(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     overrides = ["run.name=line_walk", "task.env=line_walk", "task.env_modules=[test_custom_env]",
                  "task.options={length: 7, max_steps: 10}", "generation.train_episodes=8",
-                 "generation.episodes_per_task=4", "eval.episodes=6", "eval.num_workers=1", "training.max_steps=4",
+                 "generation.episodes_per_unit=4", "eval.episodes=6", "eval.num_workers=1", "training.max_steps=4",
                  "training.per_device_batch_size=4",
                  "training.num_processes=1", "training.log_every=1", "ray.num_cpus=2"]
     proc = subprocess.run([sys.executable, "-m", "launch.cli", "run", *overrides, "--run-dir", str(run_dir)],

@@ -115,7 +115,7 @@ def test_doc_sampling_and_a_teacher_pipeline_stay_under_the_servers_rate_limit(r
           f"{unlimited.get('rate_limited', 0)}; answered {limited['ok']}")
     assert limited.get("rate_limited", 0) == 0 and unlimited["rate_limited"] > 0
     assert limiter["limiter_granted"] == limited["requests"]
-    assert summary["tasks"] == 4 and summary["samples"] == len(samples) == K * len(items)
+    assert summary["units"] == 4 and summary["samples"] == len(samples) == K * len(items)
     assert summary["rejections"] == 0 and summary["teacher_api_calls"] + summary["teacher_cache_hits"] > 0
 
     reference = _reference(cfg, items)

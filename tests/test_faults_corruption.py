@@ -18,7 +18,7 @@ import pytest
 
 from generation.storage.checksums import IntegrityError, seal_directory, seal_file, verify_directory, verify_file
 from generation.storage.records import RejectionRecord
-from generation.storage.shards import Manifest, RecordError, commit_task, read_records, shard_paths, write_json, write_shard
+from generation.storage.shards import Manifest, RecordError, commit_unit, read_records, shard_paths, write_json, write_shard
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def rejection(i: int) -> RejectionRecord:
 
 
 def commit(directory: Path, task: int, n: int = 3) -> None:
-    commit_task(directory, task, [task], {"rejections": [rejection(i) for i in range(n)]}, {"episodes": []})
+    commit_unit(directory, task, [task], {"rejections": [rejection(i) for i in range(n)]}, {"episodes": []})
 
 
 def flip_byte(path: Path, offset: int = -40) -> None:

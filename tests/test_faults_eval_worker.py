@@ -1,5 +1,5 @@
 """A Ray evaluation worker that dies mid-task is replaced and its seeds replayed; past
-`eval.task_retries` the run stops with a message naming the policy and the seeds.
+`eval.unit_retries` the run stops with a message naming the policy and the seeds.
 
 The fault is real: an environment (registered by this module, which Ray workers import through
 `task.env_modules`) calls `os._exit` inside a worker on its first episode, once per marker file.
@@ -61,7 +61,7 @@ for retries in (2, 0):
         "env": "dying_pursuit", "env_modules": ["test_faults_eval_worker"],
         "options": {"die_marker": str(marker), "driver_pid": __import__("os").getpid()}}}))
     cfg = load_config(tmp / "cfg.yaml", ["eval.num_workers=2", "ray.num_cpus=2", "wandb.mode=disabled",
-                                         f"eval.task_retries={retries}"], RunConfig)
+                                         f"eval.unit_retries={retries}"], RunConfig)
     run_dir = tmp / f"run{retries}"
     run_dir.mkdir()
     base = write_function_base(cfg, run_dir, Tracker(run_dir, cfg.wandb, "probe"))
@@ -84,4 +84,4 @@ def test_a_dying_eval_worker_is_replaced_and_its_seeds_replayed(tmp_path):
     out = json.loads(line.removeprefix("RESULT "))
     assert out["2"]["died"] and out["2"]["seeds"] == list(range(900, 906))  # every seed, once
     assert out["0"]["died"] and "worker" in out["0"]["error"] and "died 1 times" in out["0"]["error"]
-    assert "eval.task_retries=0" in out["0"]["error"] and "teacher" in out["0"]["error"]
+    assert "eval.unit_retries=0" in out["0"]["error"] and "teacher" in out["0"]["error"]

@@ -70,7 +70,7 @@ def test_every_fault_kind_is_survived_with_the_exact_record_set(ray_cluster, bas
         assert_same_records(tmp_path / "data", reference)
 
         # And with the manifest intact, a rerun has nothing to do.
-        assert run_generation(cfg, base_path, tmp_path / "data", SEEDS)["tasks"] == 2
+        assert run_generation(cfg, base_path, tmp_path / "data", SEEDS)["units"] == 2
         assert (tmp_path / "data" / MANIFEST_NAME).read_text().count("\n") == 2
 
 
@@ -80,7 +80,7 @@ def test_replies_still_bad_after_every_reask_become_rejections(ray_cluster, base
     base_path, _ = base_and_reference
     # one actor, one task of 2 episodes: the first stage asks 2 requests, then re-asks both twice
     with running_server(reply_fn="expert_reply:pursuit_expert", garbage_first=6) as server:
-        cfg = http_config(server.url, "generation.num_actors=1", "generation.episodes_per_task=2",
+        cfg = http_config(server.url, "generation.num_actors=1", "generation.episodes_per_unit=2",
                           "generation.max_reasks=2", "generation.only_successful=false")
         summary = run_generation(cfg, base_path, tmp_path / "data", [0, 1])
         assert server.stats()["garbage"] == 6
@@ -105,7 +105,7 @@ def test_actors_share_one_rpm_limit_and_never_meet_the_servers(ray_cluster, base
     assert summary["limiter_granted"] == summary["teacher_api_calls"] == stats["ok"]
     assert_same_records(tmp_path / "data", reference)
     live = [row for row in read_side_log(tmp_path, "generate") if "generation/live/requests" in row]
-    assert live and live[-1]["generation/live/tasks_total"] == 2  # the live figures went to the tracker
+    assert live and live[-1]["generation/live/units_total"] == 2  # the live figures went to the tracker
 
 
 def _descends_from_this_process(pid: int) -> bool:
@@ -136,7 +136,7 @@ def test_an_actor_killed_mid_task_loses_nothing(ray_cluster, base_and_reference,
     reference = reference_records(base_path, SEEDS, per_task=2)  # 3 tasks for 2 actors
     data = tmp_path / "data"
     with running_server(reply_fn="expert_reply:pursuit_expert", latency_s=0.01) as server:
-        cfg = http_config(server.url, "generation.episodes_per_task=2")
+        cfg = http_config(server.url, "generation.episodes_per_unit=2")
         outcome: dict = {}
         job = threading.Thread(target=lambda: outcome.update(run_generation(cfg, base_path, data, SEEDS)))
         job.start()
@@ -148,7 +148,7 @@ def test_an_actor_killed_mid_task_loses_nothing(ray_cluster, base_and_reference,
         assert _descends_from_this_process(victim)
         os.kill(victim, signal.SIGKILL)
         job.join(300)
-    assert outcome["tasks"] == 3 and outcome["tasks_retried"] == 1  # its unfinished task went to a fresh actor
+    assert outcome["units"] == 3 and outcome["units_retried"] == 1  # its unfinished task went to a fresh actor
     entries = Manifest(data).entries
     assert sum(e["pid"] == victim for e in entries.values()) == 1
     assert_same_records(data, reference)

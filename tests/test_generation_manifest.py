@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from generation.storage.records import RejectionRecord
-from generation.storage.shards import MANIFEST_NAME, Manifest, commit_task, read_records, shard_paths, write_shard
+from generation.storage.shards import MANIFEST_NAME, Manifest, commit_unit, read_records, shard_paths, write_shard
 
 
 def rejection(i: int) -> RejectionRecord:
@@ -17,7 +17,7 @@ def rejection(i: int) -> RejectionRecord:
 
 
 def commit(directory, task: int, n: int, manifest=None):
-    return commit_task(directory, task, [task * 10, task * 10 + 1], {"rejections": [rejection(i) for i in range(n)],
+    return commit_unit(directory, task, [task * 10, task * 10 + 1], {"rejections": [rejection(i) for i in range(n)],
                                                                      "ld": []},
                        {"episodes": [], "usage": {}}, {"rows": {"rejections": n}}, manifest)
 
@@ -61,7 +61,7 @@ def test_a_torn_last_line_is_ignored_then_cut_off(tmp_path):
 
 def test_a_changed_plan_is_refused_with_a_reason(tmp_path):
     commit(tmp_path, 0, 1)
-    with pytest.raises(ValueError, match=r"way work is cut \(e.g. generation.episodes_per_task\) changed"):
+    with pytest.raises(ValueError, match=r"way work is cut \(e.g. generation.episodes_per_unit\) changed"):
         Manifest(tmp_path).done(0, [0, 1, 2])
 
 

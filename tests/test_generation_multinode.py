@@ -87,7 +87,7 @@ def test_actors_spread_over_two_raylets(two_node_cluster, tmp_path):
     run_dir = tmp_path / "run"
     with running_server(reply_fn="expert_reply:pursuit_expert", latency_s=0.01) as server:
         overrides = ["teacher.backend=openai", f"teacher.base_url={server.url}", "teacher.model=m",
-                     f"generation.train_episodes={EPISODES}", "generation.episodes_per_task=2",
+                     f"generation.train_episodes={EPISODES}", "generation.episodes_per_unit=2",
                      "generation.num_actors=2", f"ray.address={address}", "wandb.mode=disabled"]
         # the second raylet may still be joining: its actor then waits for it (1 CPU per node, 1 per actor)
         job = subprocess.run([sys.executable, "-m", "launch.cli", "generate", *overrides, "--run-dir", str(run_dir)],

@@ -37,7 +37,7 @@ def test_http_teacher_through_faults_on_ray(ray_cluster, tmp_path):
                         retry_after_s=0.2) as server:
         cfg = load_config(None, [f"teacher.backend=openai", f"teacher.base_url={server.url}", "teacher.model=m",
                                  "teacher.backoff_initial_s=0.05", "teacher.backoff_max_s=0.2",
-                                 "generation.num_actors=2", "generation.episodes_per_task=3"], RunConfig)
+                                 "generation.num_actors=2", "generation.episodes_per_unit=3"], RunConfig)
         from ray_jobs.generate import run_generation
 
         base_path = _base(cfg, tmp_path)

@@ -27,7 +27,7 @@ EPISODES, PER_TASK = 8, 2
 def _command(server_url: str, run_dir) -> list[str]:
     overrides = ["teacher.backend=openai", f"teacher.base_url={server_url}", "teacher.model=m",
                  "teacher.backoff_initial_s=0.05", "teacher.backoff_max_s=0.2", f"generation.train_episodes={EPISODES}",
-                 f"generation.episodes_per_task={PER_TASK}", "generation.num_actors=2", "ray.num_cpus=2",
+                 f"generation.episodes_per_unit={PER_TASK}", "generation.num_actors=2", "ray.num_cpus=2",
                  "wandb.mode=disabled"]
     return [sys.executable, "-m", "launch.cli", "generate", *overrides, "--run-dir", str(run_dir)]
 

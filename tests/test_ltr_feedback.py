@@ -5,10 +5,11 @@ import pytest
 
 from generation.ltr import tutor
 from generation.ltr.exam import grade
-from generation.ltr.feedback import (build_requests, collect, feedback_asks, feedback_units, ltr_teacher_service,
+from generation.ltr.feedback import (build_requests, collect, feedback_asks, ltr_teacher_service,
                                      warmup_requests)
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.prompts.calls import ParseError
+from generation.storage.shards import plan_units
 from generation.ltr.prompts import parse_rationales, read_feedback_prompt, student_prompt, tailored_messages
 from generation.datasets.arithmetic import ArithmeticDifficulty, make_problem
 from configs.teacher_schema import TeacherConfig
@@ -138,10 +139,10 @@ def test_expert_refuses_questions_it_cannot_read():
 def test_units_cut_a_batch_in_order_and_cover_it_once():
     items = build_requests(exam_records(), tailored=True, rationales=2, negatives_per_question=1,
                            include_correct=True) * 3  # 6 requests
-    units = feedback_units(items, 4)
+    units = plan_units(items, 4)
     assert [(i, len(unit)) for i, unit in units] == [(0, 4), (1, 2)]
     assert [item for _, unit in units for item in unit] == items
-    assert feedback_units(items, 6) == [(0, items)] and feedback_units([], 4) == []
+    assert plan_units(items, 6) == [(0, items)] and plan_units([], 4) == []
 
 
 class _Scripted:

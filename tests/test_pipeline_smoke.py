@@ -27,7 +27,7 @@ def test_train_without_run_dir_is_refused():
 @pytest.mark.slow
 def test_pipeline_end_to_end_smoke(tmp_path):
     run_dir = tmp_path / "run"
-    overrides = ["generation.train_episodes=6", "generation.episodes_per_task=3", "eval.episodes=6",
+    overrides = ["generation.train_episodes=6", "generation.episodes_per_unit=3", "eval.episodes=6",
                  "training.max_steps=6", "training.num_processes=2", "training.log_every=1", "ray.num_cpus=2",
                  "training.per_device_batch_size=4"]
     proc = subprocess.run([*CLI, "run", "configs/quickstart.yaml", *overrides, "--run-dir", str(run_dir)],

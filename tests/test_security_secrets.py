@@ -121,7 +121,7 @@ def test_pipeline_with_a_fake_key_writes_it_nowhere():
         with running_server(reply_fn="expert_reply:pursuit_expert", require_api_key=FAKE_KEY) as server:
             common = [f"teacher.base_url={server.url}", "teacher.backend=openai", "teacher.model=m",
                       f"teacher.api_key_env={KEY_ENV}", "generation.train_episodes=4",
-                      "generation.episodes_per_task=2", "eval.episodes=4", "eval.policies=[teacher,majority]",
+                      "generation.episodes_per_unit=2", "eval.episodes=4", "eval.policies=[teacher,majority]",
                       "ray.num_cpus=2", "generation.progress=false", "--run-dir", str(run_dir)]
             for command in ("generate", "evaluate"):
                 args = ["configs/quickstart.yaml", *common] if command == "generate" else common

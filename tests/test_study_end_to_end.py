@@ -21,7 +21,7 @@ def _write_study(tmp_path: Path) -> Path:
     study = {
         "study": {"name": "e2e", "output_dir": str(tmp_path / "studies"), "eval_teacher": False},
         "base": {"config": str(REPO / "configs" / "quickstart.yaml"), "overrides": {
-            "generation": {"episodes_per_task": 4, "progress": False},
+            "generation": {"episodes_per_unit": 4, "progress": False},
             "training": {"max_steps": 2, "per_device_batch_size": 4, "log_every": 1, "save_every": None},
             "eval": {"episodes": 2}}},
         "grid": {"student": ["nano", str(broken)], "method": ["ld"], "data_size": [4], "seed": [0]},

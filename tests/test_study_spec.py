@@ -64,7 +64,7 @@ def test_nested_and_dotted_overrides_merge_into_the_base(tmp_path):
     study = _study(base={"config": "configs/quickstart.yaml", "overrides": {"training": {"epochs": 1}}},
                    grid={"seed": [0]})
     raw = load_base_raw(study)
-    assert raw["training"] == {"num_processes": 2, "deepspeed_config": "zero2", "epochs": 1}  # merged, not replaced
+    assert raw["training"] == {"num_processes": 2, "zero_stage": 2, "epochs": 1}  # merged, not replaced
 
 
 def test_plan_gives_each_trial_its_config_and_one_data_group_for_all(tmp_path):
@@ -78,7 +78,7 @@ def test_plan_gives_each_trial_its_config_and_one_data_group_for_all(tmp_path):
     assert (cfg.run.seed, cfg.training.seed, cfg.generation.train_episodes, cfg.training.num_processes) == (1, 1, 60, 1)
     assert cfg.wandb.group == "t" and cfg.run.name == "kd-tiny-d60-s1"
     [group] = plan.groups.values()  # seeds, sizes, methods and data sizes all share one teacher run
-    assert group.episodes == 100 and group.episodes_per_task == 20  # gcd(20, 60, 100): prefixes are whole tasks
+    assert group.episodes == 100 and group.episodes_per_unit == 20  # gcd(20, 60, 100): prefixes are whole tasks
     assert len(group.trials) == 16
 
 

@@ -73,7 +73,7 @@ def test_the_function_base_request_is_cached_and_counted_in_the_cost_table(tmp_p
     base_hash = prompt_hash(function_base_messages(env.name, env.rules_text(), env.stages))
     overrides = ["teacher.backend=openai", "teacher.model=m", "teacher.backoff_initial_s=0.05",
                  "teacher.backoff_max_s=0.2", "teacher.price_per_1k_input=1", "generation.train_episodes=2",
-                 "generation.episodes_per_task=2", "generation.num_actors=1", "generation.progress=false",
+                 "generation.episodes_per_unit=2", "generation.num_actors=1", "generation.progress=false",
                  "ray.num_cpus=2", "wandb.mode=disabled"]
     with running_server(reply_fn="expert_reply:pursuit_expert") as server:
         args = ["generate", *overrides, f"teacher.base_url={server.url}", "--run-dir", str(run_dir)]

@@ -26,7 +26,7 @@ def build_teacher_policy(cfg: Any, tag: str, hooks: Any = None, max_reasks: int 
 
 
 def teacher_service(cfg: Any, hooks: Any = None, max_reasks: int = 0):
-    """The teacher service for an LD run; the built-in expert teacher needs the task's env and its expert."""
+    """The teacher service for an LD run; the built-in expert teacher needs the unit's env and its expert."""
     from generation.teachers.service import TeacherService
 
     context = {}
@@ -63,7 +63,7 @@ class TeacherDemoWorker:
         self.responder = EmergencyResponder(lambda: self.policy, cfg.sandbox, close_teacher=False)
 
     def run(self, seeds: list[int], tag: str) -> dict[str, Any]:
-        self.policy.begin(tag)  # request ids, usage and rejections of this task alone
+        self.policy.begin(tag)  # request ids, usage and rejections of this unit alone
         written_before = len(self.responder.records)
         episodes = start_episodes(lambda: make_env(self.cfg.task), seeds, tag)
         play_by_functions(episodes, self.policy, self.base, self.sandbox, self.cfg.generation.top_k, record=True,
@@ -75,11 +75,11 @@ class TeacherDemoWorker:
             "action_records": [r for e in keep for r in keep_steps(e.action_records, e.steps, per_episode)],
             "episodes": [_episode_summary(e, "teacher") for e in episodes],
             "rejections": list(self.policy.rejections),
-            "runtime_functions": self.responder.records[written_before:],  # this task's emergency functions
+            "runtime_functions": self.responder.records[written_before:],  # this unit's emergency functions
             "usage": dict(self.policy.usage),
         }
 
-    def run_task(self, index: int, seeds: list[int]) -> tuple[int, dict[str, Any]]:
+    def run_unit(self, index: int, seeds: list[int]) -> tuple[int, dict[str, Any]]:
         return index, self.run(seeds, f"train{index}")
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ itself. Questions answered right throughout get one plain rationale without a tr
 
 This module says what LtR asks and how a reply is read (`feedback_asks`); the teacher service
 (`generation/teachers/service.py`) owns how it is asked: limiter, cache, re-asks, rejections, accounting.
-`collect` turns its answers into rows; `feedback_units` cuts a batch into the units committed one by one
+`collect` turns its answers into rows; `generation.storage.shards.plan_units` cuts a batch into the units committed one by one
 (`ray_jobs/ltr_feedback.py`).
 """
 
@@ -70,12 +70,6 @@ def warmup_requests(questions: list, rationales: int) -> list[FeedbackRequest]:
     return [FeedbackRequest(TeacherRequest(plain_messages(q.question, q.answer, rationales),
                                            request_id=f"warmup/{q.uid}/plain"), q.uid, q.question, rationales, False,
                             None) for q in questions]
-
-
-def feedback_units(items: list[FeedbackRequest], size: int) -> list[tuple[int, list[FeedbackRequest]]]:
-    """The batch cut into numbered units of `size` requests, in order: each unit is committed at once
-    (its rows and rejections, then its manifest line), so a rerun redoes at most the unit a kill cut off."""
-    return [(i, items[j:j + size]) for i, j in enumerate(range(0, len(items), size))]
 
 
 def feedback_asks(items: list[FeedbackRequest], stage: str) -> list[Ask]:

@@ -3,11 +3,11 @@
 A shard is written to a temporary name and renamed into place, so a reader never sees half a
 shard; reading validates every row against its record schema and names file and row on failure.
 
-Exactly-once output: a generation task writes its shards (`ld-00007.parquet`, ...) and only then
-appends one line to `manifest.jsonl` naming each file with its sha256 and row count. A task is done
+Exactly-once output: a generation unit writes its shards (`ld-00007.parquet`, ...) and only then
+appends one line to `manifest.jsonl` naming each file with its sha256 and row count. A unit is done
 iff its line is there and its files still match; anything else (a crash between the two, a torn last
 line, a changed file) is redone, overwriting the same names. `shard_paths` lists only what the
-manifest lists when there is one, so readers never see a half-done task's shards.
+manifest lists when there is one, so readers never see a half-done unit's shards.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from generation.storage.records import Record
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 MANIFEST_NAME = "manifest.jsonl"
 
 
@@ -72,7 +73,7 @@ def write_json(data: Any, path: str | Path) -> Path:
 
 
 def shard_paths(directory: str | Path, prefix: str) -> list[Path]:
-    """The `prefix-*.parquet` shards of a directory: those of finished tasks when it has a manifest."""
+    """The `prefix-*.parquet` shards of a directory: those of finished units when it has a manifest."""
     directory = Path(directory)
     if (directory / MANIFEST_NAME).exists():
         return Manifest(directory).verified_paths(prefix)
@@ -112,10 +113,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 class Manifest:
-    """The finished tasks of one output directory, as an append-only journal (one JSON line per task).
+    """The finished units of one output directory, as an append-only journal (one JSON line per unit).
 
     Only the driver appends. A line is written in one `write` and fsynced; a line cut short by a kill
-    is ignored on load and cut off before the next append. The last line for a task wins.
+    is ignored on load and cut off before the next append. The last line for a unit wins.
     """
 
     def __init__(self, directory: str | Path):
@@ -136,12 +137,12 @@ class Manifest:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 break
-            self.entries[int(entry["task"])] = entry
+            self.entries[int(entry.get("unit", entry.get("task")))] = entry  # "task": manifests before the rename
             offset += len(line)
         self._good_bytes = offset
 
     def problems(self, entry: dict[str, Any]) -> list[str]:
-        """Why a committed task's files no longer match its line (empty: they do)."""
+        """Why a committed unit's files no longer match its line (empty: they do)."""
         out = []
         for name, meta in entry["files"].items():
             path = self.directory / name
@@ -151,22 +152,22 @@ class Manifest:
                 out.append(f"{name} does not match its checksum")
         return out
 
-    def done(self, task: int, seeds: list[int] | list[str]) -> bool:
-        """Whether work unit `task` is committed and intact. `seeds` are its inputs: episode seeds for LD,
+    def done(self, unit: int, seeds: list[int] | list[str]) -> bool:
+        """Whether work unit `unit` is committed and intact. `seeds` are its inputs: episode seeds for LD,
         question or request ids for DoC and LtR (the field keeps its first name so old manifests still load)."""
-        entry = self.entries.get(task)
+        entry = self.entries.get(unit)
         if entry is None:
             return False
         if list(entry["seeds"]) != list(seeds):
             raise ValueError(
-                f"{self.path}: unit {task} was generated for {entry['seeds'][:5]}..., the plan now gives "
-                f"{list(seeds)[:5]}...: the inputs or the way work is cut (e.g. generation.episodes_per_task) "
+                f"{self.path}: unit {unit} was generated for {entry['seeds'][:5]}..., the plan now gives "
+                f"{list(seeds)[:5]}...: the inputs or the way work is cut (e.g. generation.episodes_per_unit) "
                 f"changed since; use a new run directory (or the old settings) to resume")
         return not self.problems(entry)
 
-    def commit(self, task: int, seeds: list[int], files: list[Path], info: dict[str, Any] | None = None) -> dict:
-        """Record a finished task whose `files` (inside the directory) are already written."""
-        entry = {"task": task, "seeds": list(seeds),
+    def commit(self, unit: int, seeds: list[int], files: list[Path], info: dict[str, Any] | None = None) -> dict:
+        """Record a finished unit whose `files` (inside the directory) are already written."""
+        entry = {"unit": unit, "seeds": list(seeds),
                  "files": {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in files},
                  **(info or {})}
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
@@ -179,17 +180,17 @@ class Manifest:
         finally:
             os.close(fd)
         self._good_bytes += len(line)
-        self.entries[task] = entry
+        self.entries[unit] = entry
         return entry
 
     def verified_paths(self, prefix: str) -> list[Path]:
-        """`paths(prefix)`, refusing any shard changed or cut short since its task was committed."""
+        """`paths(prefix)`, refusing any shard changed or cut short since its unit was committed."""
         bad = [f"{self.directory / name}: {problem.split(' ', 1)[1]}"
                for entry in self.entries.values() for problem in self.problems(entry)
                for name in [problem.split(" ", 1)[0]] if name.startswith(f"{prefix}-")]
         if bad:
             raise RecordError("shard(s) do not match the checksums in " f"{self.path}: " + "; ".join(bad) +
-                              ". Rerun `logic-distill generate` on this run directory: it regenerates those tasks")
+                              ". Rerun `logic-distill generate` on this run directory: it regenerates those units")
         return self.paths(prefix)
 
     def paths(self, prefix: str) -> list[Path]:
@@ -198,14 +199,20 @@ class Manifest:
         return [self.directory / name for name in names]
 
 
-def commit_task(directory: str | Path, task: int, seeds: list[int], shards: dict[str, list[Record]],
+def plan_units(inputs: list[T], size: int) -> list[tuple[int, list[T]]]:
+    """Inputs (seeds, questions, requests) cut into numbered units of `size`, in order: each unit is committed
+    at once (its shards, then its manifest line), so a rerun redoes at most the units a kill cut off."""
+    return [(i, inputs[j:j + size]) for i, j in enumerate(range(0, len(inputs), size))]
+
+
+def commit_unit(directory: str | Path, unit: int, seeds: list[int], shards: dict[str, list[Record]],
                 extra_json: dict[str, Any], info: dict[str, Any] | None = None,
                 manifest: Manifest | None = None) -> dict[str, Any]:
-    """Write a task's shards (`<prefix>-<task>.parquet`, empty ones skipped) and `episodes-<task>.json`,
-    then commit them to the manifest. Rerunning it for the same task overwrites the same files."""
+    """Write a unit's shards (`<prefix>-<unit>.parquet`, empty ones skipped) and `episodes-<unit>.json`,
+    then commit them to the manifest. Rerunning it for the same unit overwrites the same files."""
     directory = Path(directory)
     manifest = manifest or Manifest(directory)
-    files = [write_shard(records, directory / f"{prefix}-{task:05d}.parquet")
+    files = [write_shard(records, directory / f"{prefix}-{unit:05d}.parquet")
              for prefix, records in shards.items() if records]
-    files.append(write_json(extra_json, directory / f"episodes-{task:05d}.json"))
-    return manifest.commit(task, seeds, files, info)
+    files.append(write_json(extra_json, directory / f"episodes-{unit:05d}.json"))
+    return manifest.commit(unit, seeds, files, info)

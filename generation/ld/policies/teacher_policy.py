@@ -5,8 +5,8 @@ re-asks and rejections, accounting. This policy says what is asked (the selectio
 usable reply is (one call to a candidate, `generation/prompts/calls.py`), and words the re-ask turn with
 the call format.
 
-Request ids are `<task tag>-<n>` in the order the task asks, and a re-ask keeps its request's id, so
-replaying a task (after a crash) produces the same records. Requests carry the prompt-template and
+Request ids are `<unit tag>-<n>` in the order the unit asks, and a re-ask keeps its request's id, so
+replaying a unit (after a crash) produces the same records. Requests carry the prompt-template and
 parser versions, which the response cache puts in its key.
 """
 
@@ -64,7 +64,7 @@ class TeacherSelectionPolicy:
         messages = ld.selection_messages(req.rules, req.instruction, req.state_text, req.stage,
                                          req.stage_input, req.candidates)
         meta = {"stage": req.stage, "template": ld.TEMPLATE_VERSION, "parser": PARSER_VERSION}
-        if self.temperature > 0:  # repeated prompts in a task are separate samples, replayed in order
+        if self.temperature > 0:  # repeated prompts in a unit are separate samples, replayed in order
             digest = prompt_hash(messages)
             meta["sample"] = self._occurrences[digest]
             self._occurrences[digest] += 1
