@@ -95,7 +95,7 @@ class GenerationProgress:
         f = self.figures
         errors = ", ".join(f"{k.split('/', 1)[1]}={v}" for k, v in f.items() if k.startswith("errors/")) or "none"
         eta = f"{f['eta_s']:.0f}s" if "eta_s" in f else "?"
-        return (f"generation: units {f['units_done']}/{f['units_total']}  {f['requests_per_s']} req/s  "
+        return (f"{self.title}: units {f['units_done']}/{f['units_total']}  {f['requests_per_s']} req/s  "
                 f"{f['tokens_per_s']} tok/s  requests {f['requests']} (cache hits {f['cache_hits']})  "
                 f"errors {errors}  re-asks {f['reasks']}  rejections {f['rejections']}  "
                 f"${f['cost_usd']:.4f}  ETA {eta}")

@@ -18,19 +18,18 @@ add start-up and pickling and no throughput. The limiter is still the cluster-wi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from generation.ltr.feedback import FeedbackRequest, collect, feedback_asks, ltr_teacher_service
 from generation.storage.shards import Manifest, plan_units, shard_paths, write_shard
-from ray_jobs.stages import StageError, console
+from ray_jobs.generation_progress import GenerationProgress
+from ray_jobs.stages import StageError
 
 FIGURES = ("teacher_requests", "rejected", "train_rows", "triplets", "teacher_cost_usd", "teacher_input_tokens",
            "teacher_output_tokens")
 # what the invocation that committed a unit paid for, took from the cache and re-asked
 USAGE = {"requests": "teacher_paid_requests", "cache_hits": "teacher_cache_hits", "reasks": "teacher_reasks"}
-PROGRESS_EVERY_S = 10.0
 
 
 def feedback_shards(folder: Path) -> list[Path]:
@@ -80,19 +79,19 @@ class LtrTeacher:
         manifest = Manifest(folder)
         units = plan_units(items, self.cfg.feedback.requests_per_unit)
         todo = [(i, unit) for i, unit in units if not manifest.done(i, _ids(unit))]
-        started, last_line = time.monotonic(), 0.0
-        for n, (index, unit) in enumerate(todo, 1):
-            service = self.service()
-            service.begin()
-            rows, rejections, stats = collect(unit, service.ask(feedback_asks(unit, stage)), round_index, exam_name)
-            usage = service.usage
-            commit_unit(manifest, index, _ids(unit), rows, rejections,
-                        {"stats": stats, "usage": {key: usage[key] for key in USAGE}})
-            service.meter.push()  # the stats hub (live figures, run totals) sees the unit before the next starts
-            if n == len(todo) or time.monotonic() - last_line >= PROGRESS_EVERY_S:
-                last_line = time.monotonic()
-                console.print(progress_line(folder.name, len(units) - len(todo) + n, len(units),
-                                            service.meter.snapshot(), time.monotonic() - started))
+        # the same live panel as every teacher-data job; figures from the driver's own meter, where every LtR
+        # request is asked (the stats hub, an async actor, may apply the last push after a query)
+        with GenerationProgress(len(units), len(units) - len(todo), title=f"LtR feedback {folder.name}") as progress:
+            for n, (index, unit) in enumerate(todo, 1):
+                service = self.service()
+                service.begin()
+                answers = service.ask(feedback_asks(unit, stage))
+                rows, rejections, stats = collect(unit, answers, round_index, exam_name)
+                usage = service.usage
+                commit_unit(manifest, index, _ids(unit), rows, rejections,
+                            {"stats": stats, "usage": {key: usage[key] for key in USAGE}})
+                service.meter.push()  # the stats hub (run totals) sees the unit before the next starts
+                progress.update(service.meter.snapshot(), len(units) - len(todo) + n)
         summary = batch_summary(manifest)
         if not summary["train_rows"]:
             raise StageError(f"feedback on {exam_name}: no usable teacher rationale ({summary['rejected']} "
@@ -114,15 +113,3 @@ class LtrTeacher:
 
 def _ids(unit: list[FeedbackRequest]) -> list[str]:
     return [item.request.request_id for item in unit]
-
-
-def progress_line(batch: str, done: int, total: int, totals: dict[str, Any], elapsed_s: float) -> str:
-    """One line of live figures: units, the run's requests (cache hits), re-asks, rejections, errors, dollars.
-
-    `totals` is the driver's own meter: every LtR request is asked here (the stats hub gets the same figures
-    for the run's totals, but an async actor may apply the last push after a query)."""
-    errors = ", ".join(f"{k}={v}" for k, v in sorted(totals.get("errors", {}).items())) or "none"
-    return (f"feedback {batch}: units {done}/{total} in {elapsed_s:.0f} s; run so far: requests "
-            f"{totals.get('requests', 0)} (cache hits {totals.get('cache_hits', 0)}), re-asks "
-            f"{totals.get('reasks', 0)}, rejections {totals.get('rejections', 0)}, errors {errors}, "
-            f"${totals.get('cost_usd', 0.0):.4f}")
