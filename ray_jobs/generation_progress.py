@@ -45,13 +45,9 @@ class GenerationProgress:
 
     def __init__(self, units_total: int, units_done_before: int, tracker: Any = None, enabled: bool = True,
                  log_every_s: float = 5.0, console: Console | None = None, title: str = "teacher demonstrations"):
-        self.console = console or Console()
-        self.title = title
-        self.units_total = units_total
-        self.done_before = units_done_before
-        self.tracker = tracker
-        self.enabled = enabled
-        self.log_every_s = log_every_s
+        self.console, self.title = console or Console(), title
+        self.units_total, self.done_before = units_total, units_done_before
+        self.tracker, self.enabled, self.log_every_s = tracker, enabled, log_every_s
         self.started = time.monotonic()
         self._samples: deque[tuple[float, float, float]] = deque()  # (time, requests, tokens)
         self._last_log = self._last_plain = 0.0
