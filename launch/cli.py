@@ -115,7 +115,7 @@ def _dispatch(args: argparse.Namespace, cfg) -> None:
         run_ltr(cfg, args.run_dir)
         return
     if args.command == "doc":
-        from launch.doc_pipeline import run_doc
+        from launch.doc import run_doc
 
         run_doc(cfg, args.run_dir, args.until)
         return
