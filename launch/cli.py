@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, cfg) -> None:
     if args.command == "ltr":
-        from launch.ltr_pipeline import run_ltr
+        from launch.ltr import run_ltr
 
         run_ltr(cfg, args.run_dir)
         return
