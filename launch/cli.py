@@ -110,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, cfg) -> None:
     if args.command == "ltr":
-        from launch.ltr_pipeline import run_ltr
+        from launch.ltr import run_ltr
 
         run_ltr(cfg, args.run_dir)
         return
     if args.command == "doc":
-        from launch.doc_pipeline import run_doc
+        from launch.doc import run_doc
 
         run_doc(cfg, args.run_dir, args.until)
         return

@@ -96,7 +96,7 @@ def _sample_and_evaluate(cfg: DocRunConfig, out_dir, items, eval_items):
 
 def test_doc_sampling_and_a_teacher_pipeline_stay_under_the_servers_rate_limit(ray_cluster, tmp_path):
     from generation.doc.pipelines import run_pipeline
-    from launch.doc_pipeline import doc_items
+    from ray_jobs.doc_stages import doc_items
 
     faults = dict(reply_fn="expert_reply:doc_expert", rpm=15, rate_window_s=1.0, latency_s=0.02)
     with running_server(**faults) as server:
@@ -138,7 +138,7 @@ QUESTIONS, PER_UNIT = 16, 2
 
 
 def test_kill_minus_nine_mid_sampling_then_the_same_command_loses_and_repeats_nothing(tmp_path):
-    from launch.doc_pipeline import doc_items
+    from ray_jobs.doc_stages import doc_items
     from ray_jobs.doc_samples import read_samples
 
     run_dir = tmp_path / "run"

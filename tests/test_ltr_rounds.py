@@ -68,7 +68,7 @@ def test_rounds_resume_after_a_kill_between_rounds(tmp_path):
     # round 2's data came from the exam that round 1's student took
     from generation.ltr.records import ExamRecord
     from generation.storage.shards import read_records
-    from launch.ltr_pipeline import training_rows
+    from ray_jobs.ltr_run import training_rows
 
     exam = read_records([run_dir / "exams" / "full-r1.parquet"], ExamRecord)
     assert {r.checkpoint for r in exam} == {str(run_dir / "students" / "full-r1")}

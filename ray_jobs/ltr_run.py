@@ -1,46 +1,33 @@
-"""Learn-to-Reason end to end: warm-up, round-0 exam, then rounds of exam -> tailored feedback ->
-training -> held-out evaluation, for the full method and its ablations.
+"""Learn-to-Reason's rounds: warm-up, round-0 exam, then for each arm rounds of exam -> tailored feedback ->
+training -> held-out evaluation, each a stage of the run's StageLog (`ray_jobs/ltr_rounds.py`).
 
-    logic-distill ltr configs/ltr_quickstart.yaml                      # offline, CPU, ~15 min
-    logic-distill ltr configs/ltr_quickstart.yaml --run-dir runs/ltr1  # rerun: resumes at the last stage
-
-Every stage is skipped when its marker exists (ray_jobs/ltr_rounds.StageLog); a training cut off
-mid-way resumes from its own checkpoints. Layout of the run directory:
-students/<init|warmup|<arm>-r<k>>, exams/<name>.parquet, eval/<name>.parquet,
-data/feedback/<exam>-<tailored|plain>/{manifest.jsonl,rows-*,rejections-*.parquet} (committed unit by unit,
-ray_jobs/ltr_feedback.py), data/teacher_cache.sqlite, configs/<job>.yaml, stages/, results.*
+A training job is launched by the callable the caller passes in (`launch/ltr.py`: in this process or as
+its own `accelerate` job); everything else a round does is here, on Ray.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
-from rich.console import Console
 
-from configs.loader import RESOLVED_NAME, save_resolved
+from configs.loader import RESOLVED_NAME
 from configs.ltr_schema import LtrLossSettings, LtrRunConfig
 from generation.ltr.feedback import build_requests, warmup_requests
 from generation.ltr.questions import load_splits
 from generation.ltr.records import ExamRecord, LtrTrainingRecord
 from generation.ltr.prompts import student_prompt
 from generation.storage.shards import read_records, write_shard
-from generation.storage.tracking import Tracker
-from ray_jobs.stages import StageError
+from ray_jobs.stages import StageError, console
 from ray_jobs.ltr_feedback import LtrTeacher, feedback_shards
 from ray_jobs.ltr_rounds import StageLog, accuracy, run_exam, solved_share
 
-console = Console(soft_wrap=True)
 ROUND0 = "r0"
-
-
-def new_run_dir(cfg: LtrRunConfig) -> Path:
-    return Path(cfg.run.output_dir) / f"{cfg.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
+# launches one training job: (run config file, data shards, start checkpoint, output dir, run dir, job name)
+TrainingLauncher = Callable[[Path, list[Path], Path, Path, Path, str], Any]
 
 def arm_plan(cfg: LtrRunConfig, arm: str) -> dict[str, Any]:
     """How an arm differs from the full method: rounds, tailoring, reflection weight, epochs per round."""
@@ -53,8 +40,11 @@ def arm_plan(cfg: LtrRunConfig, arm: str) -> dict[str, Any]:
 
 
 class LtrRun:
-    def __init__(self, cfg: LtrRunConfig, run_dir: Path) -> None:
+    """One run's rounds for every arm; `launch_training` starts each training job (the front door's choice)."""
+
+    def __init__(self, cfg: LtrRunConfig, run_dir: Path, *, launch_training: TrainingLauncher) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.launch_training = launch_training
         self.stages = StageLog(self.run_dir)
         self.splits = load_splits(cfg.task)
         self.teacher = LtrTeacher(cfg, self.run_dir)  # one for every stage that asks the teacher
@@ -108,14 +98,7 @@ class LtrRun:
             sections["ltr_loss"] = loss.model_dump(mode="json")
         config_path.write_text(yaml.safe_dump(sections, sort_keys=False))
         console.rule(f"training {job}")
-        if self.cfg.launch.in_process:
-            from training.ltr_in_process import train_in_process
-
-            train_in_process(config_path, data, start, out, self.run_dir, job, self.cfg.launch.threads)
-        else:
-            from launch.train_launcher import run_training
-
-            run_training(config_path, data, start, out, self.run_dir, job)
+        self.launch_training(config_path, data, start, out, self.run_dir, job)
         summary = json.loads((out / "training_summary.json").read_text())
         return {"student": str(out), "train_loss": summary.get("final_loss"), "steps": summary.get("steps")}
 
@@ -217,29 +200,3 @@ def check_same_config(cfg: LtrRunConfig, run_dir: Path) -> None:
         raise StageError(f"{run_dir} holds stages of a run with another config (sections {', '.join(changed)} "
                          f"differ from {resolved}); resume with the same config, or use a new --run-dir")
 
-
-def run_ltr(cfg: LtrRunConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """The whole Learn-to-Reason run; prints the per-round table and writes results.{json,md,png}."""
-    from ray_jobs.ltr_report import write_report
-
-    run_dir = Path(run_dir or new_run_dir(cfg))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    check_same_config(cfg, run_dir)
-    save_resolved(cfg, run_dir)
-    console.print(f"run directory: [bold]{run_dir}")
-    started = time.perf_counter()
-    history = LtrRun(cfg, run_dir).run()
-    # The pipeline's W&B run is written once the rounds are done: trainings run in this process may
-    # open their own runs meanwhile (one active run per process), and a resume continues this id.
-    id_file = run_dir / "metrics" / "ltr-wandb.json"
-    run_id = json.loads(id_file.read_text())["run_id"] if id_file.is_file() else None
-    tracker = Tracker(run_dir, cfg.wandb, "ltr", config=cfg.model_dump(mode="json"), run_id=run_id)
-    id_file.write_text(json.dumps({"run_id": tracker.run_id}))
-    try:
-        results = write_report(cfg, run_dir, history, tracker, time.perf_counter() - started)
-        results["_wall_time_s"] = time.perf_counter() - started
-    finally:
-        tracker.finish()
-    console.print(f"{(run_dir / 'results.md').read_text()}\nwall time {results['_wall_time_s']:.0f} s; results.json, "
-                  f"results.md, results.png in run directory: [bold]{run_dir}")
-    return results
