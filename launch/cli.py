@@ -62,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The command line; `key=value` overrides may also come after the options (`--run-dir D a.b=c`):
+    argparse takes positionals in one run only, so the ones after an option are collected here."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [token for token in extra if token.startswith("-") or "=" not in token]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.args = [*args.args, *extra]
+    return args
+
+
 def _config(args: argparse.Namespace):
     from configs.schema import RunConfig
 
@@ -91,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         from launch.study_cli import main as study_main
 
         return study_main(argv)
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         cfg = _config(args)
     except ConfigError as exc:

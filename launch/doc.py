@@ -61,7 +61,7 @@ def train_doc_students(cfg: DocRunConfig, run_dir: Path, data: dict[str, Path]) 
 def run_doc(cfg: DocRunConfig, run_dir: Path | None = None, until: str | None = None) -> dict[str, Any]:
     """The whole Divide-or-Conquer experiment (or up to stage `until`, "samples"); prints the tables and the
     run directory."""
-    from ray_jobs.ld_data import teacher_services
+    from ray_jobs.teacher_services import teacher_services
 
     run_dir = run_dir or new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ from configs.loader import save_resolved
 from configs.schema import RunConfig
 from generation.storage.checksums import CHECKSUMS_NAME, seal_directory
 from generation.storage.tracking import Tracker
-from ray_jobs.ld_data import generate, teacher_services
+from ray_jobs.ld_data import generate
+from ray_jobs.teacher_services import teacher_services
 from ray_jobs.ld_evaluation import evaluate
 from ray_jobs.stages import StageError, console
 

@@ -15,15 +15,7 @@ from generation.ld.functions.function_base import sample_states
 from generation.storage.checksums import IntegrityError, seal_file, verify_file
 from generation.storage.tracking import Tracker
 from ray_jobs.stages import StageError, console
-
-
-def teacher_services(cfg: RunConfig, run_dir: Path):
-    """The run's teacher services (limiter, cache, stats), started once for every stage that asks the teacher."""
-    from ray_jobs.cluster import ensure_ray
-    from ray_jobs.teacher_services import TeacherServices
-
-    ensure_ray(cfg.ray)
-    return TeacherServices(cfg.teacher, run_dir / "data")
+from ray_jobs.teacher_services import teacher_services
 
 
 def write_function_base(cfg: RunConfig, run_dir: Path, tracker: Tracker, hooks: Any = None) -> Path:

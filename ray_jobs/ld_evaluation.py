@@ -10,7 +10,8 @@ from configs.schema import RunConfig
 from generation.ld.envs.registry import make_env
 from generation.storage.checksums import IntegrityError, verify_directory
 from generation.storage.tracking import Tracker
-from ray_jobs.ld_data import check_function_base, teacher_services
+from ray_jobs.ld_data import check_function_base
+from ray_jobs.teacher_services import teacher_services
 from ray_jobs.stages import StageError
 
 

@@ -64,11 +64,9 @@ class LtrTeacher:
 
     def service(self):
         if self._service is None:
-            from ray_jobs.cluster import ensure_ray
-            from ray_jobs.teacher_services import TeacherServices
+            from ray_jobs.teacher_services import teacher_services
 
-            ensure_ray(self.cfg.ray)
-            self.services = TeacherServices(self.cfg.teacher, self.run_dir / "data")
+            self.services = teacher_services(self.cfg, self.run_dir)
             self._service = ltr_teacher_service(self.cfg.teacher, self.services.hooks, self.cfg.feedback.max_reasks)
         return self._service
 

@@ -187,3 +187,12 @@ class TeacherServices:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def teacher_services(cfg: Any, run_dir: Path) -> TeacherServices:
+    """A command's teacher services (Ray started per `cfg.ray` first; the cache in `<run_dir>/data`), started
+    once for every stage of the command that asks the teacher, whatever the method."""
+    from ray_jobs.cluster import ensure_ray
+
+    ensure_ray(cfg.ray)
+    return TeacherServices(cfg.teacher, Path(run_dir) / "data")

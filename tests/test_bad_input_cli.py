@@ -131,3 +131,12 @@ def test_help_names_every_command(capsys):
     listed = capsys.readouterr().out.split("positional arguments:")[1].split("options:")[0]
     for command in ("run", "generate", "train", "evaluate", "ltr", "doc", "study", "sizes"):
         assert f"\n    {command} " in listed, listed
+
+
+def test_overrides_may_follow_the_options(tmp_path, capsys):
+    # a bad value after --run-dir is still read, and still named: the override was not dropped
+    code = main(["generate", "configs/quickstart.yaml", "--run-dir", str(tmp_path / "run"), "eval.episodes=0"])
+    assert code == 2 and "eval.episodes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "configs/quickstart.yaml", "--run-dir", str(tmp_path / "run"), "--no-such-flag"])
+    assert exit_info.value.code == 2 and "--no-such-flag" in capsys.readouterr().err
