@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from generation.ld.envs.registry import ENV_FACTORIES, register_env
+from generation.ld.envs.registry import ENV_FACTORIES, expert_for, register_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def _dying_pursuit(task):
     return env
 
 
-register_env("dying_pursuit", _dying_pursuit)
+register_env("dying_pursuit", _dying_pursuit, expert=expert_for("pursuit"))  # experts are found by registered name
 
 PROBE = """
 import json, sys

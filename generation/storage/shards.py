@@ -63,10 +63,11 @@ def _naming_path(path: Path, tmp: Path):
 
 
 def write_json(data: Any, path: str | Path) -> Path:
-    """A JSON file written atomically (temporary name, then rename)."""
+    """A JSON file written atomically (temporary name, then rename), its folder made if need be."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with _naming_path(path, tmp):
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
     return path
