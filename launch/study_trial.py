@@ -27,31 +27,31 @@ class TrialError(RuntimeError):
     """A trial cannot run; the message says which input is missing or wrong."""
 
 
-def prefix_tasks(data_dir: Path, seeds: set[int]) -> list[dict[str, Any]]:
-    """The committed generation tasks whose seeds are all among `seeds` (a prefix of the training seeds)."""
+def prefix_units(data_dir: Path, seeds: set[int]) -> list[dict[str, Any]]:
+    """The committed generation units whose seeds are all among `seeds` (a prefix of the training seeds)."""
     manifest = Manifest(data_dir)
-    tasks = [e for e in manifest.entries.values() if set(e["seeds"]) <= seeds]
-    covered = {s for e in tasks for s in e["seeds"]}
+    units = [e for _, e in sorted(manifest.entries.items()) if set(e["seeds"]) <= seeds]
+    covered = {s for e in units for s in e["seeds"]}
     if covered != seeds:
         missing = sorted(seeds - covered)
-        raise TrialError(f"{data_dir}: no whole generation tasks cover training seeds {missing[:5]}... "
+        raise TrialError(f"{data_dir}: no whole generation units cover training seeds {missing[:5]}... "
                          f"({len(missing)} of {len(seeds)}); regenerate the study's data")
-    return sorted(tasks, key=lambda e: e["task"])
+    return units
 
 
-def teacher_usage(tasks: list[dict[str, Any]]) -> dict[str, float]:
-    """Teacher tokens and dollars behind these tasks (cache hits cost nothing, as billed)."""
+def teacher_usage(units: list[dict[str, Any]]) -> dict[str, float]:
+    """Teacher tokens and dollars behind these units (cache hits cost nothing, as billed)."""
     keys = ("requests", "input_tokens", "output_tokens", "cost_usd")
-    return {f"teacher_{k}": sum(t["usage"].get(k, 0) for t in tasks) for k in keys}
+    return {f"teacher_{k}": sum(t["usage"].get(k, 0) for t in units) for k in keys}
 
 
-def copy_prefix_shards(data_dir: Path, tasks: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """Copy the tasks' LD and KD shards into the trial's `data/` (the pipeline's layout)."""
+def copy_prefix_shards(data_dir: Path, units: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Copy the units' LD and KD shards into the trial's `data/` (the pipeline's layout)."""
     Manifest(data_dir).verified_paths("ld")  # refuse shards changed since generation
     out_dir.mkdir(parents=True, exist_ok=True)
     copied = []
-    for task in tasks:
-        for name in task["files"]:
+    for unit in units:
+        for name in unit["files"]:
             if name.endswith(".parquet") and name.split("-")[0] in ("ld", "kd"):
                 copied.append(Path(shutil.copy2(data_dir / name, out_dir / name)))
     return copied
@@ -112,8 +112,8 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
     data_dir, trial_dir = Path(payload["data_dir"]), Path(payload["trial_dir"])
     method = trial["method"]
     save_resolved(cfg, trial_dir)
-    tasks = prefix_tasks(data_dir, set(make_env(cfg.task).train_seeds(trial["data_size"])))
-    copy_prefix_shards(data_dir, tasks, trial_dir / "data")  # again on a retry: a killed copy leaves no gap
+    units = prefix_units(data_dir, set(make_env(cfg.task).train_seeds(trial["data_size"])))
+    copy_prefix_shards(data_dir, units, trial_dir / "data")  # again on a retry: a killed copy leaves no gap
     checkpoint = train_students(cfg, trial_dir, [method])[method]
     train_s = time.perf_counter() - started
     metrics = evaluate_in_process(cfg, trial_dir, data_dir.parent / "function_base.json", method)
@@ -122,6 +122,6 @@ def run_trial(payload: dict[str, Any]) -> dict[str, Any]:
             "train_rows": summary.get("train_rows"), "train_tokens": summary.get("train_tokens"),
             "train_flops": summary.get("train_flops"), "tokens_per_s": summary.get("tokens_per_s"),
             "final_loss": summary.get("final_loss"), "train_wall_s": round(train_s, 2),
-            "wall_s": round(time.perf_counter() - started, 2), **teacher_usage(tasks),
-            "episodes_generated": sum(len(t["seeds"]) for t in tasks),
+            "wall_s": round(time.perf_counter() - started, 2), **teacher_usage(units),
+            "episodes_generated": sum(len(t["seeds"]) for t in units),
             "log": str(trial_dir / "logs" / f"train_{method}.log")}

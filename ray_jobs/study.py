@@ -144,7 +144,7 @@ def collect_results(plan: StudyPlan) -> tuple[list[dict[str, Any]], list[dict[st
 
 
 def cost_curves(plan: StudyPlan) -> dict[str, list[tuple[int, float, float]]]:
-    """Per data group: cumulative (episodes, teacher tokens, teacher USD) at every task boundary."""
+    """Per data group: cumulative (episodes, teacher tokens, teacher USD) at every unit boundary."""
     from generation.storage.shards import Manifest
 
     curves = {}
