@@ -109,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"logic-distill: error: {redact(exc)}", file=sys.stderr)
         return 2
+    from generation.storage.shards import PlanChanged
     from launch.train_launcher import TrainingFailed
     from ray_jobs.stages import StageError
 
     try:
         _dispatch(args, cfg)
-    except (StageError, TrainingFailed) as exc:
+    except (StageError, TrainingFailed, PlanChanged) as exc:
         print(f"logic-distill {args.command}: error: {redact(exc, secret_values(cfg))}", file=sys.stderr)
         return 1
     return 0

@@ -68,3 +68,16 @@ def test_a_changed_plan_is_refused_with_a_reason(tmp_path):
 def test_directories_without_a_manifest_still_list_their_shards(tmp_path):
     write_shard([rejection(1)], tmp_path / "rejections-00003.parquet")
     assert [p.name for p in shard_paths(tmp_path, "rejections")] == ["rejections-00003.parquet"]
+
+
+@pytest.mark.slow
+def test_a_resume_cut_into_other_units_is_refused_by_the_cli_with_the_way_out(tmp_path, capsys):
+    from launch.cli import main
+
+    args = ["generate", "generation.train_episodes=4", "generation.num_actors=1", "generation.progress=false",
+            "ray.num_cpus=2", "wandb.mode=disabled", "--run-dir", str(tmp_path / "run")]
+    assert main([*args, "generation.episodes_per_unit=2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "generation.episodes_per_unit=4"]) == 1  # an error message, not a traceback
+    err = capsys.readouterr().err
+    assert "way work is cut (e.g. generation.episodes_per_unit) changed" in err and "new run directory" in err

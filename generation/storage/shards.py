@@ -32,6 +32,10 @@ class RecordError(ValueError):
     """A stored record that does not match its schema."""
 
 
+class PlanChanged(ValueError):
+    """A resumed job cuts its work into other units than the run directory's manifest recorded."""
+
+
 def write_shard(records: Iterable[Record], path: str | Path) -> Path:
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar
@@ -160,7 +164,7 @@ class Manifest:
         if entry is None:
             return False
         if list(entry["seeds"]) != list(seeds):
-            raise ValueError(
+            raise PlanChanged(
                 f"{self.path}: unit {unit} was generated for {entry['seeds'][:5]}..., the plan now gives "
                 f"{list(seeds)[:5]}...: the inputs or the way work is cut (e.g. generation.episodes_per_unit) "
                 f"changed since; use a new run directory (or the old settings) to resume")
