@@ -165,6 +165,16 @@ class TrainingConfig(StrictModel):
     eval_every: int | None = Field(default=None, ge=1, description="optimizer steps between evals (and at the end)")
     peak_tflops: float | None = Field(default=None, gt=0, description="per-device peak for MFU; None = measured")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _saved_before_one_stage_key(cls, raw: Any) -> Any:
+        # run directories saved before zero_stage became the one key for the stage hold `zero_stage: null`
+        if isinstance(raw, dict) and "zero_stage" in raw and raw["zero_stage"] is None:
+            raise ValueError("training.zero_stage is null: this config was saved before zero_stage became the one "
+                             "key for the ZeRO stage; set training.zero_stage to the stage of its "
+                             f"deepspeed_config ({raw.get('deepspeed_config')!r}), e.g. training.zero_stage=2")
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingConfig":
         if self.num_processes % self.num_machines:

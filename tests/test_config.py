@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from configs.loader import ConfigError, load_config, parse_override, save_resolved
+from configs.loader import ConfigError, load_config, parse_override, save_resolved, validate_config
 from configs.schema import RunConfig
 
 
@@ -64,3 +64,11 @@ def test_resolved_config_round_trips(tmp_path):
     path = save_resolved(cfg, tmp_path)
     again = load_config(path, [], RunConfig)
     assert again == cfg
+
+
+def test_a_config_saved_before_the_one_stage_key_is_named_with_the_fix():
+    old = {"training": {"zero_stage": None, "deepspeed_config": "zero3"}}
+    with pytest.raises(ConfigError, match=r"saved before zero_stage became the one key.*'zero3'"):
+        validate_config(old, RunConfig)
+    fixed = validate_config({"training": {"zero_stage": 3, "deepspeed_config": "zero3"}}, RunConfig)
+    assert fixed.training.zero_stage == 3
