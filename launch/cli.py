@@ -74,6 +74,21 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _check_training_files(cfg) -> None:
+    """What config validation cannot see without reading files: an override DeepSpeed file must run the stage
+    `training.zero_stage` says. Checked here so a conflict stops the command before any stage starts."""
+    training = getattr(cfg, "training", None)
+    if training is not None and training.deepspeed_config:
+        from configs.resolved_training import check_stage_agrees, read_deepspeed_file
+        from configs.training_schema import resolve_deepspeed_config
+
+        try:
+            source = resolve_deepspeed_config(training)
+        except ValueError as exc:  # neither a shipped name nor a file
+            raise ConfigError(str(exc)) from None
+        check_stage_agrees(training, read_deepspeed_file(source), source)
+
+
 def _config(args: argparse.Namespace):
     from configs.schema import RunConfig
 
@@ -106,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
         cfg = _config(args)
+        _check_training_files(cfg)
     except ConfigError as exc:
         print(f"logic-distill: error: {redact(exc)}", file=sys.stderr)
         return 2
