@@ -66,7 +66,7 @@ class ResponseCache:
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise RuntimeError(f"response cache {self.path}: SQLite refused WAL mode (got {mode!r}); "
-                               "put the cache on a local file system or use generation.cache.mode=actor")
+                               "put the cache on a local file system or use teacher.cache.mode=actor")
         # NORMAL in WAL mode survives a killed process (only a power cut may lose the last commits).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
