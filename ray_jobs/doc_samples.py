@@ -15,7 +15,7 @@ that dies is replaced by Ray and the unit rerun, up to `eval.unit_retries` times
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,9 @@ from generation.doc.samples import DecompositionSample
 from generation.doc.worker import sample_unit
 from generation.storage.shards import Manifest, commit_unit, plan_units, read_records
 from generation.teachers.accounting import usage_delta
-from ray_jobs.generation_progress import GenerationProgress, summary_table
+from ray_jobs.generation_progress import GenerationProgress, committed_usage, run_figures, summary_table
 
 POLL_S = 0.5
-USAGE_KEYS = ("requests", "cache_hits", "api_calls", "reasks", "rejections", "errors", "input_tokens",
-              "output_tokens", "cost_usd")
 
 
 def commit_samples(out_dir: Path, manifest: Manifest, index: int, items: list[DocItem], result: dict[str, Any]) -> dict:
@@ -78,12 +76,7 @@ def run_sampling(cfg: Any, out_dir: Path, items: list[DocItem], services: Any, t
     started = time.monotonic()
     live = _run_units(cfg, out_dir, manifest, todo, len(plan), services, tracker) if todo else {}
     summary = summarize_sampling(out_dir)
-    summary["wall_s"] = round(time.monotonic() - started, 2)
-    if live:  # what this invocation did: a resume counts only its own work
-        summary.update({"run_requests": live["requests"], "run_cache_hits": live["cache_hits"],
-                        "run_api_calls": live["api_calls"], "teacher_errors_by_kind": live["errors"],
-                        "billed_by_model": services.billing(),
-                        **{k: v for k, v in live.items() if k.startswith("limiter_")}})
+    summary.update(run_figures(live, services.billing() if live else {}, time.monotonic() - started))
     from rich.console import Console
 
     Console().print(summary_table(summary, title="Divide-or-Conquer teacher samples: summary"))
@@ -93,9 +86,6 @@ def run_sampling(cfg: Any, out_dir: Path, items: list[DocItem], services: Any, t
 def summarize_sampling(out_dir: Path) -> dict[str, Any]:
     """The figures of every committed unit, from the manifest."""
     entries = list(Manifest(out_dir).entries.values())
-    usage = {key: sum(entry["usage"].get(key, 0) for entry in entries) for key in USAGE_KEYS}
-    rejected = sum((Counter(entry["usage"].get("rejected", {})) for entry in entries), Counter())
     return {"units": len(entries), "samples": sum(entry["rows"]["samples"] for entry in entries),
             "rejections": sum(entry["rows"]["rejections"] for entry in entries),
-            "rejections_by_reason": dict(rejected),
-            **{f"teacher_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in usage.items()}}
+            **committed_usage([entry["usage"] for entry in entries])}

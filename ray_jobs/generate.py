@@ -22,7 +22,7 @@ from generation.storage.shards import Manifest, commit_unit, plan_units
 from generation.teachers.accounting import usage_delta
 from generation.ld.workers import TeacherDemoWorker
 from ray_jobs.cluster import ensure_ray
-from ray_jobs.generation_progress import GenerationProgress, summary_table
+from ray_jobs.generation_progress import GenerationProgress, committed_usage, run_figures, summary_table
 from ray_jobs.teacher_services import TeacherServices
 
 # runtime_functions: every function the teacher wrote for an emergency, accepted or rejected (with reasons)
@@ -154,21 +154,9 @@ def run_generation(cfg: Any, base_path: Path, out_dir: Path, seeds: list[int], t
             if own_services:
                 services.stop()
     summary = summarize_generation(out_dir)
-    summary.update(_run_figures(live, billing, time.monotonic() - started))
+    summary.update(run_figures(live, billing, time.monotonic() - started))
     _report(summary, tracker, cfg.generation.progress)
     return summary
-
-
-def _run_figures(live: dict[str, Any], billing: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    """What this invocation did (a resume counts only its own work); empty when there was nothing to do."""
-    if not live:
-        return {"wall_s": round(wall_s, 2)}
-    return {"wall_s": round(wall_s, 2), "requests_per_s": round(live["requests"] / max(wall_s, 1e-9), 2),
-            "run_requests": live["requests"], "run_cache_hits": live["cache_hits"],
-            "run_api_calls": live["api_calls"], "run_cost_usd": live["cost_usd"],
-            "teacher_errors_by_kind": live["errors"], "billed_by_model": billing,
-            "units_retried": live["units_retried"],
-            **{k: v for k, v in live.items() if k.startswith("limiter_")}}
 
 
 def _report(summary: dict[str, Any], tracker: Any, show: bool) -> None:
@@ -191,22 +179,13 @@ def summarize_generation(out_dir: Path) -> dict[str, Any]:
     base_usage = Path(out_dir) / FUNCTION_BASE_USAGE
     if base_usage.is_file():
         usages.append(json.loads(base_usage.read_text()))
-    usage: Counter[str] = Counter()
-    rejected: Counter[str] = Counter()
-    for one in usages:
-        for key in ("requests", "input_tokens", "output_tokens", "errors", "cache_hits", "api_calls", "reasks",
-                    "cost_usd", "rejections"):
-            usage[key] += one.get(key, 0)
-        rejected.update(one.get("rejected", {}))
     rows = Counter()
     for entry in entries:
         rows.update(entry.get("rows", {}))
     return {"units": len(entries), "episodes": sum(e.get("episodes", 0) for e in entries),
             "teacher_wins": sum(e.get("wins", 0) for e in entries), "stage_records": rows["ld"],
             "action_records": rows["kd"], "rejections": rows["rejections"],
-            "rejections_by_reason": dict(rejected),
             "ld_shards": [str(p) for p in manifest.paths("ld")], "kd_shards": [str(p) for p in manifest.paths("kd")],
             "rejection_shards": [str(p) for p in manifest.paths("rejections")],
             "runtime_functions": rows["runtime_functions"],
-            "nodes": sorted({e["node_id"] for e in entries if e.get("node_id")}),
-            **{f"teacher_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in usage.items()}}
+            "nodes": sorted({e["node_id"] for e in entries if e.get("node_id")}), **committed_usage(usages)}

@@ -9,7 +9,7 @@ logs) the same figures are printed as one line every `PLAIN_EVERY_S` seconds.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from rich.console import Console
@@ -132,3 +132,34 @@ def summary_table(summary: dict[str, Any], title: str = "teacher demonstrations:
         table.add_row(f"ledger {model}", f"{row['requests']} req, {row['input_tokens']}+{row['output_tokens']} tok, "
                                          f"${row['cost_usd']:.4f}")
     return table
+
+
+USAGE_KEYS = ("requests", "input_tokens", "output_tokens", "errors", "cache_hits", "api_calls", "reasks",
+              "cost_usd", "rejections")
+
+
+def committed_usage(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The teacher usage of committed units (each a `TeacherService.usage`), summed: `teacher_<key>` and
+    the rejections by reason. The same for a fresh and a resumed job: it is read from the manifest."""
+    totals: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    for usage in usages:
+        for key in USAGE_KEYS:
+            totals[key] += usage.get(key, 0)
+        rejected.update(usage.get("rejected", {}))
+    return {"rejections_by_reason": dict(rejected),
+            **{f"teacher_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in totals.items()}}
+
+
+def run_figures(live: dict[str, Any], billing: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """What this invocation did (a resume counts only its own work); only the wall time when it did nothing."""
+    if not live:
+        return {"wall_s": round(wall_s, 2)}
+    figures = {"wall_s": round(wall_s, 2), "requests_per_s": round(live["requests"] / max(wall_s, 1e-9), 2),
+               "run_requests": live["requests"], "run_cache_hits": live["cache_hits"],
+               "run_api_calls": live["api_calls"], "run_cost_usd": live["cost_usd"],
+               "teacher_errors_by_kind": live["errors"], "billed_by_model": billing,
+               **{k: v for k, v in live.items() if k.startswith("limiter_")}}
+    if "units_retried" in live:
+        figures["units_retried"] = live["units_retried"]
+    return figures

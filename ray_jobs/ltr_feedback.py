@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.ltr.feedback import FeedbackRequest, collect, feedback_asks, ltr_teacher_service
-from generation.storage.shards import Manifest, plan_units, shard_paths, write_shard
+from generation.storage.shards import Manifest, commit_unit, plan_units, shard_paths
 from ray_jobs.generation_progress import GenerationProgress
 from ray_jobs.stages import StageError
 
@@ -35,14 +35,6 @@ USAGE = {"requests": "teacher_paid_requests", "cache_hits": "teacher_cache_hits"
 def feedback_shards(folder: Path) -> list[Path]:
     """The committed `rows-*.parquet` shards of a feedback batch (checksums verified)."""
     return shard_paths(folder, "rows")
-
-
-def commit_unit(manifest: Manifest, index: int, ids: list[str], rows: list, rejections: list,
-                info: dict[str, Any]) -> dict:
-    """A unit's shards (empty kinds skipped), then its manifest line: the commit point."""
-    files = [write_shard(records, manifest.directory / f"{kind}-{index:05d}.parquet")
-             for kind, records in (("rows", rows), ("rejections", rejections)) if records]
-    return manifest.commit(index, ids, files, info)
 
 
 def batch_summary(manifest: Manifest) -> dict[str, Any]:
@@ -86,8 +78,8 @@ class LtrTeacher:
                 answers = service.ask(feedback_asks(unit, stage))
                 rows, rejections, stats = collect(unit, answers, round_index, exam_name)
                 usage = service.usage
-                commit_unit(manifest, index, _ids(unit), rows, rejections,
-                            {"stats": stats, "usage": {key: usage[key] for key in USAGE}})
+                commit_unit(folder, index, _ids(unit), {"rows": rows, "rejections": rejections},
+                            info={"stats": stats, "usage": {key: usage[key] for key in USAGE}}, manifest=manifest)
                 service.meter.push()  # the stats hub (run totals) sees the unit before the next starts
                 progress.update(service.meter.snapshot(), len(units) - len(todo) + n)
         summary = batch_summary(manifest)

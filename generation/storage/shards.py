@@ -211,13 +211,15 @@ def plan_units(inputs: list[T], size: int) -> list[tuple[int, list[T]]]:
 
 
 def commit_unit(directory: str | Path, unit: int, seeds: list[int], shards: dict[str, list[Record]],
-                extra_json: dict[str, Any], info: dict[str, Any] | None = None,
+                extra_json: dict[str, Any] | None = None, info: dict[str, Any] | None = None,
                 manifest: Manifest | None = None) -> dict[str, Any]:
-    """Write a unit's shards (`<prefix>-<unit>.parquet`, empty ones skipped) and `episodes-<unit>.json`,
-    then commit them to the manifest. Rerunning it for the same unit overwrites the same files."""
+    """Write a unit's shards (`<prefix>-<unit>.parquet`, empty ones skipped) and, if given, `extra_json` as
+    `episodes-<unit>.json`, then commit them to the manifest. Rerunning it for the same unit overwrites the
+    same files."""
     directory = Path(directory)
     manifest = manifest or Manifest(directory)
     files = [write_shard(records, directory / f"{prefix}-{unit:05d}.parquet")
              for prefix, records in shards.items() if records]
-    files.append(write_json(extra_json, directory / f"episodes-{unit:05d}.json"))
+    if extra_json is not None:
+        files.append(write_json(extra_json, directory / f"episodes-{unit:05d}.json"))
     return manifest.commit(unit, seeds, files, info)
